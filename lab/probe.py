@@ -1,0 +1,506 @@
+#!/usr/bin/env python3
+"""The probe: runs inside the target, stdlib only, speaks JSON lines on stdout.
+
+The same file is copied into every target (sandbox, VM) and run there as root with the
+target's own python3, so what it measures is the target's glibc and the target's /proc.
+
+    probe.py scenario SPEC   run SPEC's steps, each in a fresh worker process group
+    probe.py worker STEP     (internal) perform one step and report every call
+    probe.py watch PID       report when the process tree under PID hangs or exits
+    probe.py as-user UID GID GIDS -- ARGV   exec ARGV as UID without any NSS lookup
+    probe.py kill-tree PID   SIGKILL PID and all its descendants
+    probe.py maps PID        the NSS modules mapped into PID
+
+Hang detection never guesses from elapsed time alone. A thread is stuck when its
+scheduler counters and its current syscall stop changing; the tree is declared hung
+quickly when every thread is stuck in a wait that nothing outside the tree can end
+(a private futex with no timeout, wait4 on stuck children, a read on a pipe whose
+writers are all stuck). A thread in a timed sleep is slow, not hung: it is left to the
+step's deadline.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import grp
+import json
+import os
+import platform
+import pwd
+import select
+import signal
+import subprocess
+import sys
+import time
+
+QUICK_WINDOW = 0.5  # stuck in waits only the tree itself could end
+SLOW_WINDOW = 5.0  # stuck in waits the outside world could still end (socket, tty)
+SAMPLE_EVERY = 0.05
+
+# Syscall numbers by machine: which waits end on a timer and which can only be ended
+# by another thread or process.
+SYSCALLS = {
+    "x86_64": {
+        0: "read", 7: "poll", 23: "select", 34: "pause", 35: "nanosleep", 45: "recvfrom",
+        47: "recvmsg", 42: "connect", 43: "accept", 61: "wait4", 72: "fcntl", 73: "flock",
+        128: "rt_sigtimedwait", 130: "rt_sigsuspend", 202: "futex", 230: "clock_nanosleep",
+        232: "epoll_wait", 247: "waitid", 270: "pselect6", 271: "ppoll", 281: "epoll_pwait",
+        288: "accept4", 441: "epoll_pwait2",
+    },
+    "aarch64": {
+        63: "read", 73: "ppoll", 72: "pselect6", 22: "epoll_pwait", 98: "futex",
+        101: "nanosleep", 115: "clock_nanosleep", 260: "wait4", 95: "waitid",
+        133: "rt_sigsuspend", 137: "rt_sigtimedwait", 207: "recvfrom", 212: "recvmsg",
+        202: "accept", 242: "accept4", 203: "connect", 32: "flock", 25: "fcntl",
+        441: "epoll_pwait2",
+    },
+}.get(platform.machine(), {})
+FUTEX_WAITS = {0, 6, 9, 11, 13}  # WAIT, LOCK_PI, WAIT_BITSET, WAIT_REQUEUE_PI, LOCK_PI2
+FUTEX_PRIVATE = 0x80
+
+
+def emit(obj: dict) -> None:
+    # os.write, not print: forked children must not share Python's stdout buffer.
+    os.write(1, (json.dumps(obj) + "\n").encode())
+
+
+# ---------------------------------------------------------------- /proc reading
+
+def read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def stat_fields(path: str) -> list[str]:
+    """Fields of a /proc stat file after the command name, which may contain spaces."""
+    text = read(path)
+    return text[text.rfind(")") + 2:].split() if text else []
+
+
+def processes() -> dict[int, tuple[int, int]]:
+    """pid -> (ppid, pgrp) for every process."""
+    out = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            f = stat_fields(f"/proc/{name}/stat")
+            if len(f) > 3:
+                out[int(name)] = (int(f[1]), int(f[2]))
+    return out
+
+
+def tree(root: int) -> set[int]:
+    procs = processes()
+    found = {root} if root in procs else set()
+    grew = True
+    while grew:
+        new = {p for p, (ppid, _) in procs.items() if ppid in found and p not in found}
+        found |= new
+        grew = bool(new)
+    return found
+
+
+def group(pgid: int) -> set[int]:
+    return {p for p, (_, pg) in processes().items() if pg == pgid}
+
+
+def nss_modules(pid: int) -> list[str]:
+    paths = {line.split()[-1] for line in read(f"/proc/{pid}/maps").splitlines()
+             if "libnss_" in line and "/" in line}
+    return sorted(paths)
+
+
+def thread_state(pid: int, tid: int) -> dict:
+    base = f"/proc/{pid}/task/{tid}"
+    fields = stat_fields(f"{base}/stat")
+    sched = read(f"{base}/schedstat").split()
+    syscall = read(f"{base}/syscall").split()
+    return {
+        "tid": tid,
+        "state": fields[0] if fields else "?",
+        "progress": tuple(sched[:1] + sched[2:3]),  # run time, number of wake-ups
+        "syscall": syscall,
+        "wchan": read(f"{base}/wchan").strip(),
+        "comm": read(f"{base}/comm").strip(),
+    }
+
+
+def classify_wait(pid: int, t: dict) -> str:
+    """What could end thread T's wait: 'running', 'timed' (a clock), 'self' (only a thread
+    of this process: a private futex with no timeout), 'children' (wait4), 'pipe:[N]'
+    (a read on a pipe), 'tty' (a shell waiting for its user), or 'external'."""
+    if t["state"] == "R":
+        return "running"
+    if t["state"] not in ("S", "D") or not t["syscall"] or t["syscall"][0] in ("running", "-1"):
+        return "external"
+    nr = int(t["syscall"][0])
+    args = [int(a, 16) for a in t["syscall"][1:7]]
+    name = t["call"] = SYSCALLS.get(nr, f"syscall {nr}")
+    if name in ("nanosleep", "clock_nanosleep"):
+        return "timed"
+    if name == "futex":
+        if args[1] & 0x7F not in FUTEX_WAITS:
+            return "external"
+        if args[3]:
+            return "timed"
+        return "self" if args[1] & FUTEX_PRIVATE else "external"
+    if name == "poll":
+        return "timed" if ctypes.c_int(args[2]).value >= 0 else "external"
+    if name in ("epoll_wait", "epoll_pwait"):
+        return "timed" if ctypes.c_int(args[3]).value >= 0 else "external"
+    if name in ("ppoll", "epoll_pwait2", "rt_sigtimedwait"):
+        return "timed" if args[2] else "external"
+    if name in ("select", "pselect6"):
+        return "timed" if args[4] else "external"
+    if name in ("wait4", "waitid"):
+        return "children"
+    if name == "read":
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{args[0]}")
+        except OSError:
+            return "external"
+        if target.startswith("pipe:"):
+            return target
+        if target.startswith(("/dev/pts/", "/dev/tty")):
+            return "tty"
+    return "external"
+
+
+def pipe_writers(pipe: str) -> set[int]:
+    """Every process holding a write end of PIPE ('pipe:[inode]')."""
+    writers = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{name}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{name}/fd/{fd}") != pipe:
+                    continue
+            except OSError:
+                continue
+            flags = read(f"/proc/{name}/fdinfo/{fd}").split("flags:")[-1].split()
+            if flags and int(flags[0], 8) & 3:  # O_WRONLY or O_RDWR
+                writers.add(int(name))
+    return writers
+
+
+class HangWatch:
+    """Samples processes and names the ones that are hung, with the evidence.
+
+    A process is hung when every thread has been stuck for the quick window in a wait
+    that only the process itself or already-hung processes could end: a private futex
+    with no timeout, wait4 on children that are all hung, a read on a pipe whose every
+    writer is hung. After the slow window, waits on the outside world (sockets, shared
+    futexes) count too. A timed sleep or a read from a terminal never does.
+    """
+
+    def __init__(self, quick: float = QUICK_WINDOW, slow: float = SLOW_WINDOW) -> None:
+        self.quick, self.slow = quick, slow
+        self.last: dict[tuple[int, int], tuple] = {}
+        self.since: dict[tuple[int, int], float] = {}
+
+    def sample(self, pids: set[int]) -> dict | None:
+        now = time.monotonic()
+        threads = snapshot(pids)
+        idle: dict[int, float] = {}
+        for pid, states in threads.items():
+            for t in states:
+                key = (pid, t["tid"])
+                sig = (t["state"], t["progress"], tuple(t["syscall"]))
+                if self.last.get(key) != sig or t["state"] == "R":
+                    self.last[key], self.since[key] = sig, now
+                idle[pid] = min(idle.get(pid, 1e9), now - self.since[key])
+        for key in [k for k in self.last if k[0] not in threads]:
+            del self.last[key], self.since[key]
+        candidates = {pid for pid, seconds in idle.items() if seconds >= self.quick}
+        if not candidates:
+            return None
+        kinds = {pid: [classify_wait(pid, t) for t in threads[pid]] for pid in candidates}
+        kids: dict[int, set[int]] = {}
+        for pid, (ppid, _) in processes().items():
+            kids.setdefault(ppid, set()).add(pid)
+        writers: dict[str, set[int]] = {}
+        hung: set[int] = set()
+
+        def ends_only_in(pid: int, kind: str, slow: bool) -> bool:
+            if kind == "self" or (slow and kind == "external"):
+                return True
+            if kind == "children":
+                return bool(kids.get(pid)) and kids[pid] <= hung
+            if kind.startswith("pipe:"):
+                return writers.setdefault(kind, pipe_writers(kind)) <= hung | {pid}
+            return False
+
+        for slow in (False, True):
+            changed = True
+            while changed:
+                changed = False
+                for pid in candidates - hung:
+                    if slow and idle[pid] < self.slow:
+                        continue
+                    if all(ends_only_in(pid, k, slow) for k in kinds[pid]):
+                        hung.add(pid)
+                        changed = True
+            if hung:
+                return {"stuck_seconds": round(min(idle[p] for p in hung), 3),
+                        "outside_wait": slow, "processes": evidence(snapshot(hung))}
+        return None
+
+
+def snapshot(pids: set[int]) -> dict[int, list[dict]]:
+    """The live threads of PIDS, by pid."""
+    threads = {}
+    for pid in pids:
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError:
+            continue
+        live = [t for t in (thread_state(pid, tid) for tid in tids)
+                if t["state"] not in ("Z", "X", "?")]
+        if live:
+            threads[pid] = live
+    return threads
+
+
+def evidence(threads: dict[int, list[dict]]) -> list[dict]:
+    out = []
+    for pid, states in sorted(threads.items()):
+        out.append({
+            "pid": pid,
+            "cmdline": read(f"/proc/{pid}/cmdline").replace("\0", " ").strip(),
+            "threads": len(states),
+            "nss_modules": nss_modules(pid),
+            "tasks": [{"tid": t["tid"], "comm": t["comm"], "state": t["state"],
+                       "wait": classify_wait(pid, t), "call": t.get("call"),
+                       "wchan": t["wchan"], "syscall": " ".join(t["syscall"][:5])}
+                      for t in states],
+        })
+    return out
+
+
+# ---------------------------------------------------------------- calls (in the worker)
+
+def as_dict(entry) -> dict:
+    if isinstance(entry, pwd.struct_passwd):
+        return {"name": entry.pw_name, "uid": entry.pw_uid, "gid": entry.pw_gid,
+                "gecos": entry.pw_gecos, "home": entry.pw_dir, "shell": entry.pw_shell}
+    return {"name": entry.gr_name, "gid": entry.gr_gid, "members": list(entry.gr_mem)}
+
+
+def drop_privileges(order: str, uid: int, gid: int, groups: list[int]) -> str:
+    """Drop root the way a login path does. 'su' is su/sshd/sudo's order; 'setpriv'
+    keeps capabilities across the uid change (PR_SET_KEEPCAPS, a per-thread flag) and
+    sets the gid after it, which setpriv and capability-aware daemons do."""
+    if order == "su":
+        os.setgroups(groups)
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+    else:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(8, 1, 0, 0, 0)  # PR_SET_KEEPCAPS
+        os.setresuid(uid, uid, uid)
+        header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+        data = (ctypes.c_uint32 * 6)()
+        libc.capget(header, data)
+        data[0], data[3] = data[1], data[4]  # effective = permitted
+        libc.capset(header, data)
+        os.setresgid(gid, gid, gid)
+        os.setgroups(groups)
+    return f"uid={os.getresuid()} gid={os.getresgid()} groups={os.getgroups()}"
+
+
+def call(spec: dict):
+    fn, arg = spec["fn"], spec.get("arg")
+    if fn == "getpwnam":
+        return as_dict(pwd.getpwnam(arg))
+    if fn == "getpwuid":
+        return as_dict(pwd.getpwuid(arg))
+    if fn == "getgrnam":
+        return as_dict(grp.getgrnam(arg))
+    if fn == "getgrgid":
+        return as_dict(grp.getgrgid(arg))
+    if fn == "getpwall":  # setpwent, getpwent_r until the end, endpwent
+        return [as_dict(e) for e in pwd.getpwall()]
+    if fn == "getgrall":
+        return [as_dict(e) for e in grp.getgrall()]
+    if fn == "getgrouplist":  # initgroups_dyn
+        return sorted(os.getgrouplist(arg, spec["gid"]))
+    if fn == "threads":
+        return len(os.listdir("/proc/self/task"))
+    if fn == "mapped":
+        return nss_modules(os.getpid())
+    if fn == "dlopen":
+        try:
+            ctypes.CDLL(arg)
+            return "loaded"
+        except OSError as e:
+            return str(e)
+    if fn == "drop":
+        return drop_privileges(spec["order"], spec["uid"], spec["gid"], spec["groups"])
+    raise ValueError(f"unknown call {fn}")
+
+
+def run_calls(calls: list[dict], where: str) -> None:
+    for spec in calls:
+        emit({"ev": "begin", "where": where, "fn": spec["fn"], "arg": spec.get("arg")})
+        start = time.monotonic()
+        result = {"ev": "call", "where": where, "fn": spec["fn"], "arg": spec.get("arg")}
+        try:
+            result |= {"ok": True, "value": call(spec)}
+        except KeyError as e:
+            result |= {"ok": False, "notfound": True, "error": str(e)}
+        except Exception as e:  # a module's failure is data for the check, not a probe crash
+            result |= {"ok": False, "error": f"{type(e).__name__}: {e}"}
+        result["seconds"] = round(time.monotonic() - start, 4)
+        emit(result)
+
+
+def worker(step: dict) -> None:
+    run_calls(step.get("before", []), "parent")
+    if not step.get("fork"):
+        run_calls(step.get("calls", []), "parent")
+        return
+    pid = os.fork()
+    if pid == 0:
+        try:
+            emit({"ev": "forked", "pid": os.getpid()})
+            run_calls(step.get("calls", []), "child")
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    emit({"ev": "child-exit", "code": os.waitstatus_to_exitcode(status)})
+
+
+# ---------------------------------------------------------------- the monitor
+
+def kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def run_step(step: dict) -> dict:
+    """Runs STEP in a fresh worker (its own process group) under the hang watch."""
+    deadline = step.get("timeout", 20.0)
+    watch = HangWatch(step.get("quick", QUICK_WINDOW), step.get("slow", SLOW_WINDOW))
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-S", os.path.abspath(__file__), "worker", json.dumps(step)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        start_new_session=True, env=step.get("env") or {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+    )
+    events: list[dict] = []
+    buf = {proc.stdout.fileno(): b"", proc.stderr.fileno(): b""}
+    out: dict = {"id": step["id"]}
+    try:
+        open_fds = set(buf)
+        while True:
+            ready, _, _ = select.select(list(open_fds), [], [], SAMPLE_EVERY)
+            for fd in ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    open_fds.discard(fd)
+                buf[fd] += chunk
+            lines = buf[proc.stdout.fileno()].split(b"\n")
+            buf[proc.stdout.fileno()] = lines.pop()
+            events += [json.loads(line) for line in lines if line.strip()]
+            if not open_fds and proc.poll() is not None:
+                out["outcome"] = "exited"
+                out["code"] = proc.returncode
+                break
+            hung = watch.sample(group(proc.pid))
+            if hung:
+                out |= {"outcome": "hang", "hang": hung}
+                break
+            if time.monotonic() - start > deadline:
+                out |= {"outcome": "timeout", "timeout": deadline,
+                        "hang": {"processes": evidence(snapshot(group(proc.pid)))}}
+                break
+    finally:
+        kill_group(proc.pid)
+        proc.wait()
+    out["events"] = events
+    out["stderr"] = buf[proc.stderr.fileno()].decode(errors="replace")[-2000:]
+    out["seconds"] = round(time.monotonic() - start, 3)
+    return out
+
+
+def scenario(spec: dict) -> None:
+    for step in spec["steps"]:
+        emit({"ev": "step", **run_step(step)})
+
+
+def watch_tree(root: int, quick: float, slow: float, timeout: float) -> None:
+    """Reports once: 'hang' with evidence, 'exited', or 'timeout'."""
+    w = HangWatch(quick, slow)
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        pids = tree(root)
+        if not pids:
+            emit({"ev": "watch", "outcome": "exited"})
+            return
+        hung = w.sample(pids)
+        if hung:
+            emit({"ev": "watch", "outcome": "hang", "hang": hung,
+                  "seconds": round(time.monotonic() - start, 3)})
+            return
+        time.sleep(SAMPLE_EVERY)
+    emit({"ev": "watch", "outcome": "timeout"})
+
+
+def as_user(uid: int, gid: int, groups: list[int], argv: list[str]) -> None:
+    """Become UID without resolving anything: no NSS lookup may happen on the way."""
+    os.setgroups(groups)
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    os.execvp(argv[0], argv)
+
+
+def kill_tree(root: int) -> None:
+    pids = tree(root)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    emit({"ev": "killed", "pids": sorted(pids)})
+
+
+def main(argv: list[str]) -> int:
+    cmd, args = argv[0], argv[1:]
+    if cmd == "scenario":
+        scenario(json.loads(args[0]))
+    elif cmd == "worker":
+        worker(json.loads(args[0]))
+    elif cmd == "watch":
+        root, quick, slow, timeout = int(args[0]), *map(float, args[1:4])
+        watch_tree(root, quick, slow, timeout)
+    elif cmd == "as-user":
+        sep = args.index("--")
+        uid, gid, groups = int(args[0]), int(args[1]), [int(g) for g in args[2].split(",") if g]
+        as_user(uid, gid, groups, args[sep + 1:])
+    elif cmd == "kill-tree":
+        kill_tree(int(args[0]))
+    elif cmd == "maps":
+        emit({"ev": "maps", "nss_modules": nss_modules(int(args[0]))})
+    else:
+        print(f"probe: unknown command {cmd}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except OSError as e:
+        if e.errno == errno.EPIPE:
+            sys.exit(1)
+        raise

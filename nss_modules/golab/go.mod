@@ -1,0 +1,3 @@
+module golab
+
+go 1.19
