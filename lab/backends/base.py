@@ -1,0 +1,169 @@
+"""What every target offers the checks. A backend only says how to install a module and
+how to wrap a command so it runs inside the target; running with a bound, talking to the
+probe, interactive shells and the testinfra host are built on that, once, here."""
+
+from __future__ import annotations
+
+import abc
+import json
+import os
+import select
+import shlex
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pexpect
+import testinfra.backend.base
+import testinfra.host
+
+from lab.errors import CommandTimeout, LabError
+from lab.module import Module
+
+PROBE_SOURCE = Path(__file__).resolve().parent.parent / "probe.py"
+DEFAULT_TIMEOUT = 10.0
+
+
+@dataclass
+class Result:
+    rc: int
+    stdout: str
+    stderr: str
+
+
+class Target(abc.ABC):
+    """A place where a module is installed and checks run (sandbox, VM, ssh host)."""
+
+    name: str = "target"
+    python = "python3"  # the target's own interpreter runs the probe
+
+    @abc.abstractmethod
+    def install(self, module: Module) -> None:
+        """Makes MODULE what glibc loads for its databases in every process of the target."""
+
+    @abc.abstractmethod
+    def uninstall(self) -> None:
+        """Removes what install() did; must be safe to call twice."""
+
+    @abc.abstractmethod
+    def wrap(self, argv: list[str]) -> list[str]:
+        """The local command that runs ARGV as root inside the target."""
+
+    @property
+    @abc.abstractmethod
+    def probe_path(self) -> str:
+        """Where install() put probe.py inside the target."""
+
+    @property
+    @abc.abstractmethod
+    def workdir(self) -> str:
+        """A directory inside the target, readable by every user, for the lab's files."""
+
+    # ---- built on wrap()
+
+    def run(self, argv: list[str], timeout: float = DEFAULT_TIMEOUT, stdin: str = "") -> Result:
+        """Runs ARGV in the target; kills its whole process group past TIMEOUT."""
+        proc = subprocess.Popen(self.wrap(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            out, err = proc.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            raise CommandTimeout(f"`{shlex.join(argv)}` did not finish within {timeout:g} s") from None
+        return Result(proc.returncode, out, err)
+
+    def probe(self, *args: str, timeout: float = 120.0) -> list[dict]:
+        """Runs a probe command and returns its JSON lines."""
+        done = self.run([self.python, "-I", "-S", self.probe_path, *args], timeout=timeout)
+        try:
+            events = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+        except json.JSONDecodeError:
+            events = []
+        if done.rc != 0 or not events and args[0] != "kill-tree":
+            tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise LabError(f"probe {args[0]} failed in {self.name}: {tail}")
+        return events
+
+    def scenario(self, steps: list[dict]) -> list[dict]:
+        """Runs probe steps (see probe.py) and returns one result per step."""
+        bound = sum(s.get("timeout", 20.0) + 5 for s in steps)
+        return [e for e in self.probe("scenario", json.dumps({"steps": steps}), timeout=bound)
+                if e.get("ev") == "step"]
+
+    def start_watch(self, pid: int, quick: float, slow: float, timeout: float) -> Watcher:
+        argv = [self.python, "-I", "-S", self.probe_path, "watch", str(pid), str(quick),
+                str(slow), str(timeout)]
+        return Watcher(subprocess.Popen(self.wrap(argv), stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL, start_new_session=True))
+
+    def spawn(self, argv: list[str], env: dict[str, str], timeout: float = 10.0) -> pexpect.spawn:
+        """An interactive process in the target on a pseudo-terminal, for pexpect."""
+        local = self.wrap(["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv])
+        return pexpect.spawn(local[0], local[1:], timeout=timeout, encoding="utf-8",
+                             codec_errors="replace", dimensions=(40, 200))
+
+    def as_user(self, uid: int, gid: int, gids: list[int], argv: list[str]) -> list[str]:
+        """ARGV run as UID with no NSS lookup on the way (su/setpriv would resolve names)."""
+        return [self.python, "-I", "-S", self.probe_path, "as-user", str(uid), str(gid),
+                ",".join(map(str, gids)), "--", *argv]
+
+    @property
+    def host(self) -> testinfra.host.Host:
+        """testinfra's host, whose commands run in the target with this target's bound."""
+        return testinfra.host.Host(TestinfraBridge(self))
+
+
+class Watcher:
+    """A running `probe.py watch`: reports once whether a process tree hung."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.buffer = b""
+
+    def poll(self) -> dict | None:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        while select.select([fd], [], [], 0)[0]:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            self.buffer += chunk
+        if b"\n" in self.buffer:
+            return json.loads(self.buffer.split(b"\n", 1)[0])
+        return None
+
+    def stop(self) -> None:
+        kill_group(self.proc)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass  # unkillable (D state); the caller reports what it measured anyway
+
+
+class TestinfraBridge(testinfra.backend.base.BaseBackend):
+    """Lets testinfra's modules (host.user, host.group, host.file …) run in a Target."""
+
+    NAME = "nsslab"
+    __test__ = False  # not a pytest class
+
+    def __init__(self, target: Target, timeout: float = DEFAULT_TIMEOUT, **kwargs: Any) -> None:
+        super().__init__(target.name, **kwargs)
+        self.target = target
+        self.timeout = timeout
+
+    def run(self, command: str, *args: str, **kwargs: Any) -> testinfra.backend.base.CommandResult:
+        cmd = self.get_command(command, *args)
+        started = time.monotonic()
+        done = self.target.run(["/bin/sh", "-c", cmd], timeout=self.timeout)
+        self.last_seconds = time.monotonic() - started
+        return self.result(done.rc, self.encode(cmd), done.stdout.encode(), done.stderr.encode())

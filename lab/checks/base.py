@@ -1,0 +1,201 @@
+"""What every check shares: its context, its outcome, and reading the probe's answers."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lab.backends.base import Target
+from lab.elf import ElfInfo
+from lab.module import Group, Module, User
+
+STATUSES = ("pass", "fail", "hang", "crash", "error", "skip")
+UNKNOWN_NAME = "nsslab-no-such-entry"
+
+
+@dataclass
+class Outcome:
+    status: str
+    reason: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    target: Target
+    module: Module
+    elf: ElfInfo
+    step_timeout: float = 20.0  # a step that answers nothing by then is a hang
+    quick: float = 0.5  # see probe.HangWatch
+    slow: float = 5.0
+
+    @property
+    def user(self) -> User | None:
+        return self.module.users[0] if self.module.users else None
+
+    @property
+    def group(self) -> Group | None:
+        return self.module.groups[0] if self.module.groups else None
+
+    def step(self, id: str, calls: list[dict], before: list[dict] | None = None,
+             fork: bool = False) -> dict:
+        return {"id": id, "before": before or [], "calls": calls, "fork": fork,
+                "timeout": self.step_timeout, "quick": self.quick, "slow": self.slow}
+
+    def first_lookup(self) -> dict:
+        """A lookup that goes through the module (and so loads it)."""
+        if "passwd" in self.module.databases:
+            return {"fn": "getpwnam", "arg": self.user.name if self.user else UNKNOWN_NAME}
+        return {"fn": "getgrnam", "arg": self.group.name if self.group else UNKNOWN_NAME}
+
+    def entry_calls(self) -> list[dict]:
+        """One call per NSS entry point glibc would use, for the databases served."""
+        m, u, g = self.module, self.user, self.group
+        calls = []
+        if "passwd" in m.databases:
+            calls += [{"fn": "getpwnam", "arg": u.name if u else UNKNOWN_NAME},
+                      {"fn": "getpwuid", "arg": u.uid if u else 4242424},
+                      {"fn": "getpwall"}]
+        if "group" in m.databases:
+            calls += [{"fn": "getgrnam", "arg": g.name if g else UNKNOWN_NAME},
+                      {"fn": "getgrgid", "arg": g.gid if g else 4242424},
+                      {"fn": "getgrall"}]
+        if u and ("initgroups" in m.databases or "group" in m.databases):
+            calls.append({"fn": "getgrouplist", "arg": u.name, "gid": u.gid})
+        return calls
+
+
+Check = Callable[[Context], Outcome]
+REGISTRY: dict[str, Check] = {}
+
+
+def check(id: str) -> Callable[[Check], Check]:
+    def register(fn: Check) -> Check:
+        REGISTRY[id] = fn
+        return fn
+    return register
+
+
+# ---------------------------------------------------------------- reading probe results
+
+def label(call: dict) -> str:
+    arg = call.get("arg")
+    return f"{call['fn']}({arg!r})" if arg is not None else f"{call['fn']}()"
+
+
+def in_progress(result: dict) -> dict | None:
+    """The call that had begun but not returned when the step ended."""
+    pending = None
+    for ev in result.get("events", []):
+        if ev.get("ev") == "begin":
+            pending = ev
+        elif ev.get("ev") == "call":
+            pending = None
+    return pending
+
+
+def signal_name(code: int) -> str:
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+def describe_hang(hang: dict) -> str:
+    """'1 thread parked in futex (self) for 0.5 s; libnss_golab.so.2 mapped'."""
+    procs = hang.get("processes", [])
+    if not procs:
+        return "no answer"
+    p = procs[-1]  # the deepest process: the one that is stuck, not its waiting parent
+    waits = sorted({f"{t.get('call') or t.get('wchan') or '?'} ({t.get('wait')})" for t in p["tasks"]})
+    mods = ", ".join(m.rsplit("/", 1)[-1] for m in p.get("nss_modules", [])) or "no NSS module"
+    return (f"{p['threads']} thread(s) stuck in {', '.join(waits)} for "
+            f"{hang.get('stuck_seconds', '?')} s; {mods} mapped")
+
+
+def judge(result: dict, where: str = "") -> Outcome | None:
+    """The non-pass outcome of a probe step (hang, crash, error), or None if it returned."""
+    pending = in_progress(result)
+    doing = f"{label(pending)} in the {pending['where']}" if pending else "the step"
+    prefix = f"{where}: " if where else ""
+    details = {"step": result.get("id"), "seconds": result.get("seconds")}
+    if result["outcome"] == "hang":
+        details["evidence"] = result["hang"]
+        return Outcome("hang", f"{prefix}{doing} never returned: {describe_hang(result['hang'])}",
+                       details)
+    if result["outcome"] == "timeout":
+        details["evidence"] = result.get("hang")
+        return Outcome("hang", f"{prefix}{doing} gave no answer within {result['timeout']:g} s "
+                       "(threads were not provably stuck: slow or waiting outside)", details)
+    child_exit = next((e["code"] for e in result["events"] if e.get("ev") == "child-exit"), 0)
+    code = result.get("code", 0)
+    for who, c in (("forked child", child_exit), ("process", code)):
+        if c < 0:
+            details["stderr"] = result.get("stderr", "")
+            glibc = [line for line in details["stderr"].splitlines() if "glibc" in line.lower()]
+            extra = f" ({glibc[-1].strip()})" if glibc else ""
+            return Outcome("crash", f"{prefix}{who} killed by {signal_name(c)} during {doing}{extra}",
+                           details)
+    if code != 0:
+        last = (result.get("stderr", "").strip().splitlines() or ["no message"])[-1]
+        return Outcome("error", f"{prefix}probe failed: {last}", details)
+    return None
+
+
+def answers(result: dict) -> list[dict]:
+    return [e for e in result.get("events", []) if e.get("ev") == "call"]
+
+
+# ---------------------------------------------------------------- expected answers
+
+def expected(module: Module, call: dict) -> Any:
+    """What the manifest says CALL must return; None when the manifest does not say."""
+    fn, arg = call["fn"], call.get("arg")
+    users = {u.name: u for u in module.users}
+    groups = {g.name: g for g in module.groups}
+    if fn == "getpwnam" and arg in users:
+        return user_dict(users[arg])
+    if fn == "getpwuid":
+        return next((user_dict(u) for u in module.users if u.uid == arg), None)
+    if fn == "getgrnam" and arg in groups:
+        return group_dict(groups[arg])
+    if fn == "getgrgid":
+        return next((group_dict(g) for g in module.groups if g.gid == arg), None)
+    if fn == "getgrouplist" and arg in users:
+        return module.gids_of(users[arg])
+    return None
+
+
+def user_dict(u: User) -> dict:
+    return {"name": u.name, "uid": u.uid, "gid": u.gid, "gecos": u.gecos, "home": u.home,
+            "shell": u.shell}
+
+
+def group_dict(g: Group) -> dict:
+    return {"name": g.name, "gid": g.gid, "members": sorted(g.members)}
+
+
+def wrong_answer(module: Module, answer: dict) -> str | None:
+    """Why ANSWER (a probe call event) is wrong, or None when it is right."""
+    call = {"fn": answer["fn"], "arg": answer.get("arg")}
+    if not answer.get("ok"):
+        if answer.get("notfound") and (not module.has_expectations or call["arg"] == UNKNOWN_NAME
+                                       or expected(module, call) is None):
+            return None
+        return f"{label(call)} failed: {answer.get('error')}"
+    value = answer["value"]
+    if answer["fn"] in ("getgrnam", "getgrgid"):
+        value = {**value, "members": sorted(value["members"])}
+    if answer["fn"] in ("getpwall", "getgrall") and module.has_expectations:
+        names = {e["name"] for e in value}
+        want = module.users if answer["fn"] == "getpwall" else module.groups
+        missing = [e.name for e in want if e.name not in names]
+        return f"{label(call)} is missing {missing}" if missing else None
+    if not module.has_expectations:
+        return None
+    want = expected(module, call)
+    if want is not None and value != want:
+        return f"{label(call)} returned {value}, the manifest says {want}"
+    return None

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from lab.checks.base import Context, Outcome, answers, check, judge, label, wrong_answer
+
+
+@check("fork-child")
+def fork_child(ctx: Context) -> Outcome:
+    """A process that already used the module forks, and the child calls each entry
+    point (getpwnam, getpwuid, set/get/endpwent, getgrnam, getgrgid, initgroups); also a
+    child whose parent never used it. Every child must answer within the bound.
+
+    The STNS freeze: bash had loaded the Go module for its own user, bash-completion's
+    `compgen -u` ran in a forked subshell, `_nss_stns_setpwent` entered the Go runtime,
+    whose threads did not survive fork, and the shell froze in runtime.futex. The same
+    happens to any module that holds a lock or needs a thread across fork."""
+    warm = ctx.first_lookup()
+    steps = []
+    for call in ctx.entry_calls():
+        steps.append(ctx.step(f"after-use {label(call)}", [call], before=[warm], fork=True))
+        steps.append(ctx.step(f"fresh {label(call)}", [call], fork=True))
+    results = ctx.target.scenario(steps)
+    bad, wrong, ok = [], [], []
+    for result in results:
+        outcome = judge(result, result["id"])
+        if outcome:
+            bad.append(outcome)
+            continue
+        child = [a for a in answers(result) if a["where"] == "child"]
+        problems = [p for p in (wrong_answer(ctx.module, a) for a in child) if p]
+        (wrong if problems else ok).append(f"{result['id']}: {problems[0]}" if problems else result["id"])
+    details = {"steps": {r["id"]: r["outcome"] for r in results}, "passed": ok,
+               "failures": [b.reason for b in bad] + wrong,
+               "evidence": [b.details for b in bad][:3]}
+    if bad:
+        worst = next((b for b in bad if b.status == "crash"), bad[0])
+        fresh_ok = sum(1 for s in ok if s.startswith("fresh"))
+        return Outcome(worst.status, f"{len(bad)}/{len(results)} forked children failed; first: "
+                       f"{worst.reason}; {fresh_ok} children of a parent that never used the "
+                       "module passed", details)
+    if wrong:
+        return Outcome("fail", f"wrong answer in a forked child: {wrong[0]}", details)
+    return Outcome("pass", f"{len(results)} forked children (after use and fresh) answered every "
+                   "entry point", details)

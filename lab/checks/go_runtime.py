@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from lab.checks.base import Context, Outcome, answers, check, judge, wrong_answer
+
+
+@check("go-runtime")
+def go_runtime(ctx: Context) -> Outcome:
+    """A Go (-buildmode=c-shared) module starts its runtime once, when it is loaded
+    (`_rt0_amd64_lib` runs as a constructor), and answers in a fresh process.
+
+    This is the premise of the STNS freeze: the runtime's threads start at load and
+    exist only in the process that loaded it; no child ever runs init again. A failure
+    here (no answer, a crash, or a second runtime) means the module is broken even
+    before any fork."""
+    if not ctx.elf.is_go:
+        return Outcome("skip", "not a Go library (no .go.buildinfo, no crosscall2)")
+    lookup = ctx.first_lookup()
+    calls = [{"fn": "threads"}, lookup, {"fn": "threads"}, lookup, {"fn": "threads"}, {"fn": "mapped"}]
+    result = ctx.target.scenario([ctx.step("go-runtime", calls)])[0]
+    bad = judge(result, "fresh process")
+    if bad:
+        return bad
+    got = answers(result)
+    before, after, again = got[0]["value"], got[2]["value"], got[4]["value"]
+    mapped = [p for p in got[5]["value"] if p.endswith(f"libnss_{ctx.module.name}.so.2")]
+    version = ctx.elf.go_version or "Go"
+    details = {"threads": [before, after, again], "go_version": ctx.elf.go_version, "mapped": mapped}
+    for answer in (got[1], got[3]):
+        problem = wrong_answer(ctx.module, answer)
+        if problem:
+            return Outcome("fail", f"in a fresh process, {problem}", details)
+    if len(mapped) != 1:
+        return Outcome("fail", f"library mapped {len(mapped)} times, expected once", details)
+    if after <= before:
+        return Outcome("fail", f"{version} runtime started no threads at load ({before} → {after}); "
+                       "this is not a working c-shared runtime", details)
+    return Outcome("pass", f"{version} runtime started at load ({before} → {after} threads), "
+                   f"a second lookup reused it ({again} threads); a forked child inherits "
+                   "none of them", details)

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from lab.checks.base import Context, Outcome, answers, check, judge, label
+
+
+@check("load")
+def load(ctx: Context) -> Outcome:
+    """The module loads in a fresh process and its first lookup returns.
+
+    glibc swallows a failed dlopen (an unresolved symbol, a Go library's STATIC_TLS
+    block not fitting after start-up, a constructor that exits) and just skips the
+    service, so users silently vanish; a constructor that crashes, or a first lookup
+    that never returns, takes down or stalls every process on the machine (sshd, cron,
+    sudo), not only the forked ones."""
+    name = ctx.module.name
+    if not any(s.startswith(f"_nss_{name}_") for s in ctx.elf.nss_symbols):
+        return Outcome("fail", f"exports no _nss_{name}_* entry point: glibc would find nothing "
+                       "to call", {"exported": ctx.elf.nss_symbols})
+    first = ctx.first_lookup()
+    result = ctx.target.scenario([ctx.step("load", [first, {"fn": "mapped"}, {"fn": "threads"}])])[0]
+    bad = judge(result, f"first lookup {label(first)} in a fresh process")
+    if bad:
+        return bad
+    got = answers(result)
+    mapped = [p for p in got[1].get("value", []) if p.endswith(f"libnss_{name}.so.2")]
+    if not mapped:
+        library = f"libnss_{name}.so.2"
+        why = answers(ctx.target.scenario([ctx.step("dlopen", [{"fn": "dlopen", "arg": library}])])[0])
+        error = why[0].get("value") if why else "unknown"
+        return Outcome("fail", f"glibc did not load the module: {error}", {"dlopen": error})
+    return Outcome("pass", f"loaded by {label(first)} in {got[0]['seconds']:.3f} s; "
+                   f"{got[2]['value']} thread(s) after load", {"mapped": mapped})

@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import re
+import shlex
+import time
+from dataclasses import dataclass
+
+import pexpect
+
+from lab.backends.base import Target
+from lab.checks.base import Context, Outcome, check, describe_hang
+from lab.module import User
+
+BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
+READY = "NSSLAB-READY"
+RCFILE = f"""PS1='nsslab$ '
+HISTFILE=/dev/null
+. {BASH_COMPLETION}
+bind 'set bell-style none' 2>/dev/null
+echo "{READY} $$"
+"""
+
+
+@dataclass
+class Attempt:
+    status: str  # pass, hang, crash, fail
+    text: str
+    seconds: float
+    evidence: dict | None = None
+
+
+class Shell:
+    """An interactive bash in the target, driven like a person at a terminal."""
+
+    def __init__(self, ctx: Context, argv: list[str], env: dict[str, str], who: str) -> None:
+        self.ctx, self.target, self.who = ctx, ctx.target, who
+        self.proc = self.target.spawn(argv, env, timeout=ctx.step_timeout)
+        self.pid: int | None = None
+        try:
+            self.proc.expect(rf"{READY} (\d+)", timeout=ctx.step_timeout)
+            self.pid = int(self.proc.match.group(1))
+            self.proc.expect_exact("nsslab$ ", timeout=ctx.step_timeout)
+        except (pexpect.TIMEOUT, pexpect.EOF):
+            self.close()
+            raise
+
+    def nss_modules(self) -> list[str]:
+        maps = self.target.probe("maps", str(self.pid))
+        return [m.rsplit("/", 1)[-1] for m in maps[0]["nss_modules"]]
+
+    def complete(self, prefix: str, rest: str) -> Attempt:
+        """Types `ls ~PREFIX<TAB>` and waits for REST to be inserted, or a provable hang."""
+        assert self.pid is not None
+        started = time.monotonic()
+        self.proc.send(f"ls ~{prefix}\t")
+        watch = self.target.start_watch(self.pid, self.ctx.quick, self.ctx.slow,
+                                        self.ctx.step_timeout)
+        try:
+            while time.monotonic() - started < self.ctx.step_timeout:
+                try:
+                    self.proc.expect(re.escape(rest), timeout=0.05)
+                    self.proc.send("\x15")  # Ctrl-U: clear the line for the next attempt
+                    return Attempt("pass", f"completed ~{prefix} to ~{prefix}{rest}",
+                                   time.monotonic() - started)
+                except pexpect.TIMEOUT:
+                    pass
+                except pexpect.EOF:
+                    return Attempt("crash", f"bash exited while completing ~{prefix}",
+                                   time.monotonic() - started)
+                report = watch.poll()
+                if report and report["outcome"] == "hang":
+                    return Attempt("hang", f"`ls ~{prefix}<TAB>` froze: {describe_hang(report['hang'])}",
+                                   time.monotonic() - started, report["hang"])
+            return Attempt("hang", f"`ls ~{prefix}<TAB>` did not complete within "
+                           f"{self.ctx.step_timeout:g} s", time.monotonic() - started)
+        finally:
+            watch.stop()
+
+    def close(self) -> None:
+        if self.pid:
+            self.target.probe("kill-tree", str(self.pid))
+        self.proc.close(force=True)
+
+
+def unique_prefix(name: str, others: set[str]) -> str | None:
+    for n in range(2, len(name)):
+        if not any(o.startswith(name[:n]) for o in others - {name}):
+            return name[:n]
+    return None
+
+
+def local_names(target: Target) -> set[str]:
+    return {line.split(":")[0] for line in target.run(["cat", "/etc/passwd"]).stdout.splitlines()}
+
+
+@check("tab-completion")
+def tab_completion(ctx: Context) -> Outcome:
+    """`ls ~<prefix><TAB>` in a real interactive bash with bash-completion completes.
+
+    As a module-served user (bash loaded the module for its own user at start-up, so
+    the completion's forked `compgen -u` subshell inherits a half-dead runtime), and as
+    root twice: the first completion loads the module fresh in the child and works, but
+    it also makes root's bash resolve ~user itself, so the second completion freezes.
+    This is how the STNS freeze was seen by its users: the shell stopped answering."""
+    target, m = ctx.target, ctx.module
+    if target.run(["test", "-r", BASH_COMPLETION]).rc != 0 or target.run(["test", "-x", "/bin/bash"]).rc:
+        return Outcome("skip", f"bash or {BASH_COMPLETION} is not installed in the target")
+    names = local_names(target) | {u.name for u in m.users}
+    user = next((u for u in m.users if unique_prefix(u.name, names) and u.uid > 0), None)
+    if user is None:
+        return Outcome("skip", "no module user whose name has a unique completion prefix")
+    prefix = unique_prefix(user.name, names)
+    assert prefix
+    rest = user.name[len(prefix):]
+    rc = f"{target.workdir}/bashrc"
+    target.run(["sh", "-c", f"cat > {shlex.quote(rc)} && chmod 644 {shlex.quote(rc)}"], stdin=RCFILE)
+    bash = ["/bin/bash", "--noprofile", "--rcfile", rc, "-i"]
+    runs: list[tuple[str, Attempt]] = []
+    notes: list[str] = []
+    for who, argv, home, uid_user in (
+        (user.name, target.as_user(user.uid, user.gid, m.gids_of(user), bash), user.home, user),
+        ("root", bash, "/root", None),
+    ):
+        env = {"HOME": home, "USER": who, "LOGNAME": who, "TERM": "dumb", "SHELL": "/bin/bash",
+               "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}
+        try:
+            shell = Shell(ctx, argv, env, who)
+        except (pexpect.TIMEOUT, pexpect.EOF):
+            runs.append((who, Attempt("hang", f"bash as {who} did not start within "
+                                      f"{ctx.step_timeout:g} s", ctx.step_timeout)))
+            continue
+        try:
+            notes.append(f"{who}'s bash has {', '.join(shell.nss_modules()) or 'no NSS module'} "
+                         "mapped at start")
+            for attempt in (1, 2) if uid_user is None else (1,):
+                done = shell.complete(prefix, rest)
+                runs.append((f"{who} #{attempt}", done))
+                if done.status != "pass":
+                    break
+                if uid_user is None and attempt == 1:
+                    notes.append(f"after it, root's bash has {', '.join(shell.nss_modules()) or 'none'} mapped")
+        finally:
+            shell.close()
+    details = {"attempts": {who: {"status": a.status, "text": a.text, "seconds": round(a.seconds, 3),
+                                  "evidence": a.evidence} for who, a in runs},
+               "notes": notes}
+    failed = [(who, a) for who, a in runs if a.status != "pass"]
+    summary = "; ".join(f"{who}: {a.status} ({a.seconds:.2f} s)" for who, a in runs)
+    if failed:
+        who, worst = next(((w, a) for w, a in failed if a.status == "hang"), failed[0])
+        return Outcome(worst.status, f"as {who}, {worst.text} [{summary}]", details)
+    return Outcome("pass", f"`ls ~{prefix}<TAB>` completed [{summary}]", details)

@@ -1,0 +1,75 @@
+"""What the library file says about itself, read with pyelftools (no readelf, no loading)."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+
+from lab.errors import LabError
+
+# The entry points glibc looks up per database; one present means the database is served.
+ENTRY_POINTS = {
+    "passwd": ("getpwnam_r", "getpwuid_r", "setpwent", "getpwent_r", "endpwent"),
+    "group": ("getgrnam_r", "getgrgid_r", "setgrent", "getgrent_r", "endgrent"),
+    "shadow": ("getspnam_r", "setspent", "getspent_r", "endspent"),
+    "initgroups": ("initgroups_dyn",),
+}
+MACHINES = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64", "i686": "EM_386",
+            "ppc64le": "EM_PPC64", "s390x": "EM_S390", "riscv64": "EM_RISCV"}
+
+
+@dataclass
+class ElfInfo:
+    path: Path
+    machine: str
+    nss_symbols: list[str] = field(default_factory=list)
+    is_go: bool = False
+    go_version: str | None = None
+
+
+def inspect(path: Path) -> ElfInfo:
+    """Raises LabError with one line when PATH is no shared object glibc could load here."""
+    try:
+        with open(path, "rb") as f:
+            elf = ELFFile(f)
+            if elf["e_type"] != "ET_DYN":
+                raise LabError(f"{path}: an ELF {elf['e_type']}, not a shared object")
+            machine = elf["e_machine"]
+            want = MACHINES.get(platform.machine())
+            if want and machine != want:
+                raise LabError(f"{path}: built for {machine}, this machine is {platform.machine()}")
+            dynsym = elf.get_section_by_name(".dynsym")
+            names = [s.name for s in dynsym.iter_symbols()
+                     if s["st_shndx"] != "SHN_UNDEF"] if dynsym else []
+            buildinfo = elf.get_section_by_name(".go.buildinfo")
+            info = ElfInfo(path=path, machine=machine,
+                           nss_symbols=sorted(n for n in names if n.startswith("_nss_")))
+            info.is_go = buildinfo is not None or "crosscall2" in names
+            if buildinfo is not None:
+                info.go_version = go_version(buildinfo.data())
+            return info
+    except ELFError:
+        raise LabError(f"{path}: not an ELF file") from None
+    except OSError as e:
+        raise LabError(f"{path}: {e.strerror}") from None
+
+
+def go_version(data: bytes) -> str | None:
+    """The 'go1.x' string that the Go linker writes into .go.buildinfo."""
+    at = data.find(b"go1.")
+    if at < 0:
+        return None
+    end = at
+    while end < len(data) and (chr(data[end]).isalnum() or data[end] in b"."):
+        end += 1
+    return data[at:end].decode()
+
+
+def served_databases(path: Path, service: str) -> list[str]:
+    symbols = set(inspect(path).nss_symbols)
+    return [db for db, entries in ENTRY_POINTS.items()
+            if any(f"_nss_{service}_{e}" in symbols for e in entries)]
