@@ -148,13 +148,13 @@ def classify_wait(pid: int, t: dict) -> str:
             return "timed"
         return "self" if args[1] & FUTEX_PRIVATE else "external"
     if name == "poll":
-        return "timed" if ctypes.c_int(args[2]).value >= 0 else "external"
+        return "timed" if ctypes.c_int(args[2]).value >= 0 else on_terminal(pid)
     if name in ("epoll_wait", "epoll_pwait"):
         return "timed" if ctypes.c_int(args[3]).value >= 0 else "external"
     if name in ("ppoll", "epoll_pwait2", "rt_sigtimedwait"):
-        return "timed" if args[2] else "external"
+        return "timed" if args[2] else on_terminal(pid) if name == "ppoll" else "external"
     if name in ("select", "pselect6"):
-        return "timed" if args[4] else "external"
+        return "timed" if args[4] else on_terminal(pid)
     if name in ("wait4", "waitid"):
         return "children"
     if name == "read":
@@ -167,6 +167,15 @@ def classify_wait(pid: int, t: dict) -> str:
         if target.startswith(("/dev/pts/", "/dev/tty")):
             return "tty"
     return "external"
+
+
+def on_terminal(pid: int) -> str:
+    """An untimed select/poll by a process whose stdin is a terminal: readline waiting for
+    keys (an idle shell), never counted as a hang."""
+    try:
+        return "tty" if os.readlink(f"/proc/{pid}/fd/0").startswith(("/dev/pts/", "/dev/tty")) else "external"
+    except OSError:
+        return "external"
 
 
 def pipe_writers(pipe: str) -> set[int]:
@@ -223,6 +232,8 @@ class HangWatch:
         if not candidates:
             return None
         kinds = {pid: [classify_wait(pid, t) for t in threads[pid]] for pid in candidates}
+        if candidates == set(threads) and all(k == "tty" for ks in kinds.values() for k in ks):
+            return {"idle": True, "processes": evidence(threads)}
         kids: dict[int, set[int]] = {}
         for pid, (ppid, _) in processes().items():
             kids.setdefault(ppid, set()).add(pid)
@@ -417,7 +428,7 @@ def run_step(step: dict) -> dict:
                 out["code"] = proc.returncode
                 break
             hung = watch.sample(group(proc.pid))
-            if hung:
+            if hung and not hung.get("idle"):
                 out |= {"outcome": "hang", "hang": hung}
                 break
             if time.monotonic() - start > deadline:
@@ -449,7 +460,7 @@ def watch_tree(root: int, quick: float, slow: float, timeout: float) -> None:
             return
         hung = w.sample(pids)
         if hung:
-            emit({"ev": "watch", "outcome": "hang", "hang": hung,
+            emit({"ev": "watch", "outcome": "idle" if hung.get("idle") else "hang", "hang": hung,
                   "seconds": round(time.monotonic() - start, 3)})
             return
         time.sleep(SAMPLE_EVERY)

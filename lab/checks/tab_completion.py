@@ -68,6 +68,9 @@ class Shell:
                     return Attempt("crash", f"bash exited while completing ~{prefix}",
                                    time.monotonic() - started)
                 report = watch.poll()
+                if report and report["outcome"] == "idle":
+                    return Attempt("fail", f"`ls ~{prefix}<TAB>` offered nothing: the shell is back "
+                                   f"at the prompt without ~{prefix}{rest}", time.monotonic() - started)
                 if report and report["outcome"] == "hang":
                     return Attempt("hang", f"`ls ~{prefix}<TAB>` froze: {describe_hang(report['hang'])}",
                                    time.monotonic() - started, report["hang"])

@@ -1,0 +1,63 @@
+"""nsslab: run the lab on NSS modules.
+
+    nsslab run [MODULE ...] [--json FILE] [--junit FILE] [--check ID ...]
+    nsslab checks
+
+MODULE is a module.toml, a directory holding one, or a bare libnss_<name>.so.2.
+With no MODULE, the built-in demo runs: golab (Go, freezes) and clab (C, passes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+from pathlib import Path
+
+from lab.checks import ORDER, REGISTRY
+from lab.report.machine import write_json, write_junit
+from lab.report.table import render
+from lab.runner import run_module
+
+BUILTIN = Path(__file__).resolve().parent.parent / "nss_modules"
+DEMO = ["golab", "clab"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nsslab", description="A test lab for glibc NSS modules.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the checks on modules (default: the built-in demo)")
+    run.add_argument("modules", nargs="*", help="module.toml, a directory with one, or a libnss_*.so.2")
+    run.add_argument("--target", default="sandbox", help="where to run: sandbox (default)")
+    run.add_argument("--json", type=Path, help="write the verdicts as JSON to this file")
+    run.add_argument("--junit", type=Path, help="write the verdicts as JUnit XML to this file")
+    run.add_argument("--check", action="append", choices=ORDER, help="run only this check (repeatable)")
+    run.add_argument("--step-timeout", type=float, default=20.0,
+                     help="seconds a step may take before it counts as a hang (default 20)")
+    sub.add_parser("checks", help="list the checks and the bugs they catch")
+    args = parser.parse_args(argv)
+
+    if args.command == "checks":
+        for check_id in ORDER:
+            doc = inspect.getdoc(REGISTRY[check_id]) or ""
+            print(f"{check_id}\n" + "\n".join(f"    {line}" for line in doc.splitlines()) + "\n")
+        return 0
+
+    modules = args.modules or [str(BUILTIN / name) for name in DEMO]
+    reports = []
+    for path in modules:
+        report = run_module(path, args.target, args.check, args.step_timeout)
+        print(render(report), flush=True)
+        reports.append(report)
+    if args.json:
+        write_json(reports, args.json)
+    if args.junit:
+        write_junit(reports, args.junit)
+    failed = [r.name for r in reports if not r.passed]
+    print(f"{len(reports) - len(failed)} of {len(reports)} modules passed"
+          + (f"; not passed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

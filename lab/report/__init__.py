@@ -1,0 +1,1 @@
+"""How verdicts leave the lab: a table for people, JSON and JUnit for machines."""

@@ -1,0 +1,39 @@
+"""JSON (the documented contract) and JUnit XML (for CI dashboards)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+from lab.runner import ModuleReport
+
+
+def as_dict(reports: list[ModuleReport]) -> dict:
+    return {"modules": [{
+        "name": r.name, "library": r.library, "target": r.target, "verdict": r.verdict,
+        "seconds": round(r.seconds, 3), "error": r.error,
+        "checks": [{"id": c.id, "status": c.status, "reason": c.reason, "seconds": c.seconds,
+                    "details": c.details} for c in r.checks],
+    } for r in reports]}
+
+
+def write_json(reports: list[ModuleReport], path: Path) -> None:
+    path.write_text(json.dumps(as_dict(reports), indent=2, default=str) + "\n")
+
+
+def write_junit(reports: list[ModuleReport], path: Path) -> None:
+    suites = ET.Element("testsuites")
+    for r in reports:
+        suite = ET.SubElement(suites, "testsuite", name=f"nsslab.{r.name}", tests=str(len(r.checks)),
+                              time=f"{r.seconds:.3f}")
+        if r.error:
+            ET.SubElement(ET.SubElement(suite, "testcase", name="setup"), "error", message=r.error)
+        for c in r.checks:
+            case = ET.SubElement(suite, "testcase", classname=f"nsslab.{r.name}", name=c.id,
+                                 time=f"{c.seconds:.3f}")
+            if c.status == "skip":
+                ET.SubElement(case, "skipped", message=c.reason)
+            elif c.status != "pass":
+                ET.SubElement(case, "failure", type=c.status, message=c.reason)
+    ET.ElementTree(suites).write(path, encoding="unicode", xml_declaration=True)

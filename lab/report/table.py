@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import shutil
+import textwrap
+
+from lab.runner import ModuleReport
+
+
+def render(report: ModuleReport) -> str:
+    width = max(shutil.get_terminal_size((120, 20)).columns, 80)
+    head = f"{report.name}  [{report.library}]  on {report.target}: {report.verdict.upper()} ({report.seconds:.1f} s)"
+    if report.error:
+        return f"{head}\n  error: {report.error}\n"
+    lines = [head, f"  {'check':<15} {'status':<6} {'time':>7}  reason"]
+    indent = " " * 34
+    for c in report.checks:
+        wrapped = textwrap.wrap(c.reason, width - len(indent)) or [""]
+        lines.append(f"  {c.id:<15} {c.status:<6} {c.seconds:>6.2f}s  {wrapped[0]}")
+        lines += [indent + w for w in wrapped[1:]]
+    return "\n".join(lines) + "\n"

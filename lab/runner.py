@@ -1,0 +1,100 @@
+"""Runs the checks on one module in one target and collects the verdicts."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab import elf
+from lab.backends import get_target
+from lab.checks import ORDER, REGISTRY, Context, Outcome
+from lab.errors import LabError
+from lab.module import Module, User, ensure_built, load
+
+SEVERITY = ["crash", "hang", "fail", "error", "pass", "skip"]
+
+
+@dataclass
+class CheckResult:
+    id: str
+    status: str
+    reason: str
+    seconds: float
+    details: dict = field(default_factory=dict)
+
+
+@dataclass
+class ModuleReport:
+    name: str
+    library: str
+    target: str
+    checks: list[CheckResult] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def verdict(self) -> str:
+        if self.error:
+            return "error"
+        statuses = {c.status for c in self.checks}
+        return next((s for s in SEVERITY if s in statuses), "skip")
+
+    @property
+    def passed(self) -> bool:
+        return not self.error and all(c.status in ("pass", "skip") for c in self.checks)
+
+
+def run_module(path: str | Path, target_spec: str = "sandbox", only: list[str] | None = None,
+               step_timeout: float = 20.0) -> ModuleReport:
+    started = time.monotonic()
+    report = ModuleReport(name=Path(path).name, library=str(path), target=target_spec)
+    try:
+        module = load(path)
+        report.name, report.library = module.name, str(module.library)
+        ensure_built(module)
+        info = elf.inspect(module.library)
+        target = get_target(target_spec)
+        target.install(module)
+    except LabError as e:
+        report.error = str(e)
+        report.seconds = time.monotonic() - started
+        return report
+    try:
+        ctx = Context(target, module, info, step_timeout=step_timeout)
+        for check_id in ORDER:
+            if only and check_id not in only and check_id != "load":
+                continue
+            report.checks.append(run_check(check_id, ctx, report.checks))
+            if check_id == "load" and report.checks[-1].status == "pass" and not module.has_expectations:
+                discover(ctx)
+    finally:
+        target.uninstall()
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def run_check(check_id: str, ctx: Context, done: list[CheckResult]) -> CheckResult:
+    gate = next((c for c in done if c.id == "load"), None)
+    if gate and gate.status != "pass":
+        return CheckResult(check_id, "skip", f"module did not load ({gate.status})", 0.0)
+    started = time.monotonic()
+    try:
+        outcome = REGISTRY[check_id](ctx)
+    except LabError as e:
+        outcome = Outcome("error", str(e))
+    except Exception as e:  # a bug in the lab must not hide the other checks' verdicts
+        outcome = Outcome("error", f"internal error in the lab: {type(e).__name__}: {e}")
+    return CheckResult(check_id, outcome.status, outcome.reason,
+                       round(time.monotonic() - started, 3), outcome.details)
+
+
+def discover(ctx: Context) -> None:
+    """A bare library declares nobody: find the users it serves by enumeration, so the
+    fork and shell checks have someone to ask for (they are not compared to anything)."""
+    module: Module = ctx.module
+    local = {line.split(":")[0] for line in ctx.target.run(["cat", "/etc/passwd"]).stdout.splitlines()}
+    result = ctx.target.scenario([ctx.step("discover", [{"fn": "getpwall"}])])[0]
+    found = next((e.get("value") or [] for e in result["events"] if e.get("ev") == "call"), [])
+    module.users = [User(**u) for u in found if u["name"] not in local]
+    module.discovered = bool(module.users)
