@@ -32,8 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--json", type=Path, help="write the verdicts as JSON to this file")
     run.add_argument("--junit", type=Path, help="write the verdicts as JUnit XML to this file")
     run.add_argument("--check", action="append", choices=ORDER, help="run only this check (repeatable)")
-    run.add_argument("--step-timeout", type=float, default=20.0,
-                     help="seconds a step may take before it counts as a hang (default 20)")
+    run.add_argument(
+        "--step-timeout",
+        type=float,
+        default=20.0,
+        help="seconds a step may take before it counts as a hang (default 20)",
+    )
     sub.add_parser("checks", help="list the checks and the bugs they catch")
     args = parser.parse_args(argv)
 
@@ -54,8 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.junit:
         write_junit(reports, args.junit)
     failed = [r.name for r in reports if not r.passed]
-    print(f"{len(reports) - len(failed)} of {len(reports)} modules passed"
-          + (f"; not passed: {', '.join(failed)}" if failed else ""))
+    print(
+        f"{len(reports) - len(failed)} of {len(reports)} modules passed"
+        + (f"; not passed: {', '.join(failed)}" if failed else "")
+    )
     return 1 if failed else 0
 
 

@@ -18,8 +18,14 @@ ENTRY_POINTS = {
     "shadow": ("getspnam_r", "setspent", "getspent_r", "endspent"),
     "initgroups": ("initgroups_dyn",),
 }
-MACHINES = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64", "i686": "EM_386",
-            "ppc64le": "EM_PPC64", "s390x": "EM_S390", "riscv64": "EM_RISCV"}
+MACHINES = {
+    "x86_64": "EM_X86_64",
+    "aarch64": "EM_AARCH64",
+    "i686": "EM_386",
+    "ppc64le": "EM_PPC64",
+    "s390x": "EM_S390",
+    "riscv64": "EM_RISCV",
+}
 
 
 @dataclass
@@ -43,11 +49,11 @@ def inspect(path: Path) -> ElfInfo:
             if want and machine != want:
                 raise LabError(f"{path}: built for {machine}, this machine is {platform.machine()}")
             dynsym = elf.get_section_by_name(".dynsym")
-            names = [s.name for s in dynsym.iter_symbols()
-                     if s["st_shndx"] != "SHN_UNDEF"] if dynsym else []
+            names = [s.name for s in dynsym.iter_symbols() if s["st_shndx"] != "SHN_UNDEF"] if dynsym else []
             buildinfo = elf.get_section_by_name(".go.buildinfo")
-            info = ElfInfo(path=path, machine=machine,
-                           nss_symbols=sorted(n for n in names if n.startswith("_nss_")))
+            info = ElfInfo(
+                path=path, machine=machine, nss_symbols=sorted(n for n in names if n.startswith("_nss_"))
+            )
             info.is_go = buildinfo is not None or "crosscall2" in names
             if buildinfo is not None:
                 info.go_version = go_version(buildinfo.data())
@@ -71,5 +77,6 @@ def go_version(data: bytes) -> str | None:
 
 def served_databases(path: Path, service: str) -> list[str]:
     symbols = set(inspect(path).nss_symbols)
-    return [db for db, entries in ENTRY_POINTS.items()
-            if any(f"_nss_{service}_{e}" in symbols for e in entries)]
+    return [
+        db for db, entries in ENTRY_POINTS.items() if any(f"_nss_{service}_{e}" in symbols for e in entries)
+    ]

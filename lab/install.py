@@ -18,8 +18,7 @@ def nsswitch(module: Module, current: str) -> str:
     served = [db for db in NSSWITCH_DATABASES if db in module.databases]
     if "initgroups" in module.databases and "group" not in served:
         served.append("group")
-    lines = [line for line in current.splitlines()
-             if line.split(":", 1)[0].strip() not in served]
+    lines = [line for line in current.splitlines() if line.split(":", 1)[0].strip() not in served]
     lines += [f"{db}: files {module.name}" for db in served]
     return "\n".join(lines) + "\n"
 

@@ -105,17 +105,31 @@ def from_manifest(path: Path) -> Module:
             raise LabError(f"{path}: [files] target {target!r} must be an absolute path")
         if not source.exists():
             raise LabError(f"{path}: [files] source {source} does not exist")
-    return Module(name=name, library=library, databases=databases, files=files, users=users,
-                  groups=groups, manifest=path, build=data.get("build"))
+    return Module(
+        name=name,
+        library=library,
+        databases=databases,
+        files=files,
+        users=users,
+        groups=groups,
+        manifest=path,
+        build=data.get("build"),
+    )
 
 
 def ensure_built(module: Module) -> None:
     """Runs the manifest's build command when the library is missing or older than a source."""
     if module.build and stale(module):
         try:
-            done = subprocess.run(module.build, shell=True, cwd=module.library.parent,
-                                  capture_output=True, text=True, timeout=BUILD_TIMEOUT,
-                                  start_new_session=True)
+            done = subprocess.run(
+                module.build,
+                shell=True,
+                cwd=module.library.parent,
+                capture_output=True,
+                text=True,
+                timeout=BUILD_TIMEOUT,
+                start_new_session=True,
+            )
         except subprocess.TimeoutExpired:
             raise LabError(f"{module.name}: build `{module.build}` took over {BUILD_TIMEOUT:.0f} s") from None
         if done.returncode != 0:
@@ -129,6 +143,9 @@ def stale(module: Module) -> bool:
     if not module.library.exists():
         return True
     built = module.library.stat().st_mtime
-    sources = (p for p in module.library.parent.iterdir()
-               if p.suffix in (".c", ".h", ".go", ".mod", ".rs") or p.name == "Makefile")
+    sources = (
+        p
+        for p in module.library.parent.iterdir()
+        if p.suffix in (".c", ".h", ".go", ".mod", ".rs") or p.name == "Makefile"
+    )
     return any(os.path.getmtime(p) > built for p in sources)

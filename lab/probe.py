@@ -42,17 +42,49 @@ SAMPLE_EVERY = 0.05
 # by another thread or process.
 SYSCALLS = {
     "x86_64": {
-        0: "read", 7: "poll", 23: "select", 34: "pause", 35: "nanosleep", 45: "recvfrom",
-        47: "recvmsg", 42: "connect", 43: "accept", 61: "wait4", 72: "fcntl", 73: "flock",
-        128: "rt_sigtimedwait", 130: "rt_sigsuspend", 202: "futex", 230: "clock_nanosleep",
-        232: "epoll_wait", 247: "waitid", 270: "pselect6", 271: "ppoll", 281: "epoll_pwait",
-        288: "accept4", 441: "epoll_pwait2",
+        0: "read",
+        7: "poll",
+        23: "select",
+        34: "pause",
+        35: "nanosleep",
+        45: "recvfrom",
+        47: "recvmsg",
+        42: "connect",
+        43: "accept",
+        61: "wait4",
+        72: "fcntl",
+        73: "flock",
+        128: "rt_sigtimedwait",
+        130: "rt_sigsuspend",
+        202: "futex",
+        230: "clock_nanosleep",
+        232: "epoll_wait",
+        247: "waitid",
+        270: "pselect6",
+        271: "ppoll",
+        281: "epoll_pwait",
+        288: "accept4",
+        441: "epoll_pwait2",
     },
     "aarch64": {
-        63: "read", 73: "ppoll", 72: "pselect6", 22: "epoll_pwait", 98: "futex",
-        101: "nanosleep", 115: "clock_nanosleep", 260: "wait4", 95: "waitid",
-        133: "rt_sigsuspend", 137: "rt_sigtimedwait", 207: "recvfrom", 212: "recvmsg",
-        202: "accept", 242: "accept4", 203: "connect", 32: "flock", 25: "fcntl",
+        63: "read",
+        73: "ppoll",
+        72: "pselect6",
+        22: "epoll_pwait",
+        98: "futex",
+        101: "nanosleep",
+        115: "clock_nanosleep",
+        260: "wait4",
+        95: "waitid",
+        133: "rt_sigsuspend",
+        137: "rt_sigtimedwait",
+        207: "recvfrom",
+        212: "recvmsg",
+        202: "accept",
+        242: "accept4",
+        203: "connect",
+        32: "flock",
+        25: "fcntl",
         441: "epoll_pwait2",
     },
 }.get(platform.machine(), {})
@@ -67,6 +99,7 @@ def emit(obj: dict) -> None:
 
 # ---------------------------------------------------------------- /proc reading
 
+
 def read(path: str) -> str:
     try:
         with open(path) as f:
@@ -78,7 +111,7 @@ def read(path: str) -> str:
 def stat_fields(path: str) -> list[str]:
     """Fields of a /proc stat file after the command name, which may contain spaces."""
     text = read(path)
-    return text[text.rfind(")") + 2:].split() if text else []
+    return text[text.rfind(")") + 2 :].split() if text else []
 
 
 def processes() -> dict[int, tuple[int, int]]:
@@ -108,8 +141,11 @@ def group(pgid: int) -> set[int]:
 
 
 def nss_modules(pid: int) -> list[str]:
-    paths = {line.split()[-1] for line in read(f"/proc/{pid}/maps").splitlines()
-             if "libnss_" in line and "/" in line}
+    paths = {
+        line.split()[-1]
+        for line in read(f"/proc/{pid}/maps").splitlines()
+        if "libnss_" in line and "/" in line
+    }
     return sorted(paths)
 
 
@@ -260,8 +296,11 @@ class HangWatch:
                         hung.add(pid)
                         changed = True
             if hung:
-                return {"stuck_seconds": round(min(idle[p] for p in hung), 3),
-                        "outside_wait": slow, "processes": evidence(snapshot(hung))}
+                return {
+                    "stuck_seconds": round(min(idle[p] for p in hung), 3),
+                    "outside_wait": slow,
+                    "processes": evidence(snapshot(hung)),
+                }
         return None
 
 
@@ -273,8 +312,7 @@ def snapshot(pids: set[int]) -> dict[int, list[dict]]:
             tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
         except OSError:
             continue
-        live = [t for t in (thread_state(pid, tid) for tid in tids)
-                if t["state"] not in ("Z", "X", "?")]
+        live = [t for t in (thread_state(pid, tid) for tid in tids) if t["state"] not in ("Z", "X", "?")]
         if live:
             threads[pid] = live
     return threads
@@ -283,25 +321,42 @@ def snapshot(pids: set[int]) -> dict[int, list[dict]]:
 def evidence(threads: dict[int, list[dict]]) -> list[dict]:
     out = []
     for pid, states in sorted(threads.items()):
-        out.append({
-            "pid": pid,
-            "cmdline": read(f"/proc/{pid}/cmdline").replace("\0", " ").strip(),
-            "threads": len(states),
-            "nss_modules": nss_modules(pid),
-            "tasks": [{"tid": t["tid"], "comm": t["comm"], "state": t["state"],
-                       "wait": classify_wait(pid, t), "call": t.get("call"),
-                       "wchan": t["wchan"], "syscall": " ".join(t["syscall"][:5])}
-                      for t in states],
-        })
+        out.append(
+            {
+                "pid": pid,
+                "cmdline": read(f"/proc/{pid}/cmdline").replace("\0", " ").strip(),
+                "threads": len(states),
+                "nss_modules": nss_modules(pid),
+                "tasks": [
+                    {
+                        "tid": t["tid"],
+                        "comm": t["comm"],
+                        "state": t["state"],
+                        "wait": classify_wait(pid, t),
+                        "call": t.get("call"),
+                        "wchan": t["wchan"],
+                        "syscall": " ".join(t["syscall"][:5]),
+                    }
+                    for t in states
+                ],
+            }
+        )
     return out
 
 
 # ---------------------------------------------------------------- calls (in the worker)
 
+
 def as_dict(entry) -> dict:
     if isinstance(entry, pwd.struct_passwd):
-        return {"name": entry.pw_name, "uid": entry.pw_uid, "gid": entry.pw_gid,
-                "gecos": entry.pw_gecos, "home": entry.pw_dir, "shell": entry.pw_shell}
+        return {
+            "name": entry.pw_name,
+            "uid": entry.pw_uid,
+            "gid": entry.pw_gid,
+            "gecos": entry.pw_gecos,
+            "home": entry.pw_dir,
+            "shell": entry.pw_shell,
+        }
     return {"name": entry.gr_name, "gid": entry.gr_gid, "members": list(entry.gr_mem)}
 
 
@@ -391,6 +446,7 @@ def worker(step: dict) -> None:
 
 # ---------------------------------------------------------------- the monitor
 
+
 def kill_group(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)
@@ -405,8 +461,11 @@ def run_step(step: dict) -> dict:
     start = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-I", "-S", os.path.abspath(__file__), "worker", json.dumps(step)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-        start_new_session=True, env=step.get("env") or {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        env=step.get("env") or {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
     )
     events: list[dict] = []
     buf = {proc.stdout.fileno(): b"", proc.stderr.fileno(): b""}
@@ -432,8 +491,11 @@ def run_step(step: dict) -> dict:
                 out |= {"outcome": "hang", "hang": hung}
                 break
             if time.monotonic() - start > deadline:
-                out |= {"outcome": "timeout", "timeout": deadline,
-                        "hang": {"processes": evidence(snapshot(group(proc.pid)))}}
+                out |= {
+                    "outcome": "timeout",
+                    "timeout": deadline,
+                    "hang": {"processes": evidence(snapshot(group(proc.pid)))},
+                }
                 break
     finally:
         kill_group(proc.pid)
@@ -460,8 +522,14 @@ def watch_tree(root: int, quick: float, slow: float, timeout: float) -> None:
             return
         hung = w.sample(pids)
         if hung:
-            emit({"ev": "watch", "outcome": "idle" if hung.get("idle") else "hang", "hang": hung,
-                  "seconds": round(time.monotonic() - start, 3)})
+            emit(
+                {
+                    "ev": "watch",
+                    "outcome": "idle" if hung.get("idle") else "hang",
+                    "hang": hung,
+                    "seconds": round(time.monotonic() - start, 3),
+                }
+            )
             return
         time.sleep(SAMPLE_EVERY)
     emit({"ev": "watch", "outcome": "timeout"})
@@ -497,7 +565,7 @@ def main(argv: list[str]) -> int:
     elif cmd == "as-user":
         sep = args.index("--")
         uid, gid, groups = int(args[0]), int(args[1]), [int(g) for g in args[2].split(",") if g]
-        as_user(uid, gid, groups, args[sep + 1:])
+        as_user(uid, gid, groups, args[sep + 1 :])
     elif cmd == "kill-tree":
         kill_tree(int(args[0]))
     elif cmd == "maps":

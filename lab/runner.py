@@ -45,8 +45,9 @@ class ModuleReport:
         return not self.error and all(c.status in ("pass", "skip") for c in self.checks)
 
 
-def run_module(path: str | Path, target_spec: str = "sandbox", only: list[str] | None = None,
-               step_timeout: float = 20.0) -> ModuleReport:
+def run_module(
+    path: str | Path, target_spec: str = "sandbox", only: list[str] | None = None, step_timeout: float = 20.0
+) -> ModuleReport:
     started = time.monotonic()
     report = ModuleReport(name=Path(path).name, library=str(path), target=target_spec)
     try:
@@ -85,8 +86,9 @@ def run_check(check_id: str, ctx: Context, done: list[CheckResult]) -> CheckResu
         outcome = Outcome("error", str(e))
     except Exception as e:  # a bug in the lab must not hide the other checks' verdicts
         outcome = Outcome("error", f"internal error in the lab: {type(e).__name__}: {e}")
-    return CheckResult(check_id, outcome.status, outcome.reason,
-                       round(time.monotonic() - started, 3), outcome.details)
+    return CheckResult(
+        check_id, outcome.status, outcome.reason, round(time.monotonic() - started, 3), outcome.details
+    )
 
 
 def discover(ctx: Context) -> None:

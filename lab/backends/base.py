@@ -66,8 +66,14 @@ class Target(abc.ABC):
 
     def run(self, argv: list[str], timeout: float = DEFAULT_TIMEOUT, stdin: str = "") -> Result:
         """Runs ARGV in the target; kills its whole process group past TIMEOUT."""
-        proc = subprocess.Popen(self.wrap(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        proc = subprocess.Popen(
+            self.wrap(argv),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         try:
             out, err = proc.communicate(stdin, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -82,7 +88,7 @@ class Target(abc.ABC):
             events = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
         except json.JSONDecodeError:
             events = []
-        if done.rc != 0 or not events and args[0] != "kill-tree":
+        if done.rc != 0 or (not events and args[0] != "kill-tree"):
             tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise LabError(f"probe {args[0]} failed in {self.name}: {tail}")
         return events
@@ -90,25 +96,56 @@ class Target(abc.ABC):
     def scenario(self, steps: list[dict]) -> list[dict]:
         """Runs probe steps (see probe.py) and returns one result per step."""
         bound = sum(s.get("timeout", 20.0) + 5 for s in steps)
-        return [e for e in self.probe("scenario", json.dumps({"steps": steps}), timeout=bound)
-                if e.get("ev") == "step"]
+        return [
+            e
+            for e in self.probe("scenario", json.dumps({"steps": steps}), timeout=bound)
+            if e.get("ev") == "step"
+        ]
 
     def start_watch(self, pid: int, quick: float, slow: float, timeout: float) -> Watcher:
-        argv = [self.python, "-I", "-S", self.probe_path, "watch", str(pid), str(quick),
-                str(slow), str(timeout)]
-        return Watcher(subprocess.Popen(self.wrap(argv), stdout=subprocess.PIPE,
-                                        stderr=subprocess.DEVNULL, start_new_session=True))
+        argv = [
+            self.python,
+            "-I",
+            "-S",
+            self.probe_path,
+            "watch",
+            str(pid),
+            str(quick),
+            str(slow),
+            str(timeout),
+        ]
+        return Watcher(
+            subprocess.Popen(
+                self.wrap(argv), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True
+            )
+        )
 
     def spawn(self, argv: list[str], env: dict[str, str], timeout: float = 10.0) -> pexpect.spawn:
         """An interactive process in the target on a pseudo-terminal, for pexpect."""
         local = self.wrap(["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv])
-        return pexpect.spawn(local[0], local[1:], timeout=timeout, encoding="utf-8",
-                             codec_errors="replace", dimensions=(40, 200))
+        return pexpect.spawn(
+            local[0],
+            local[1:],
+            timeout=timeout,
+            encoding="utf-8",
+            codec_errors="replace",
+            dimensions=(40, 200),
+        )
 
     def as_user(self, uid: int, gid: int, gids: list[int], argv: list[str]) -> list[str]:
         """ARGV run as UID with no NSS lookup on the way (su/setpriv would resolve names)."""
-        return [self.python, "-I", "-S", self.probe_path, "as-user", str(uid), str(gid),
-                ",".join(map(str, gids)), "--", *argv]
+        return [
+            self.python,
+            "-I",
+            "-S",
+            self.probe_path,
+            "as-user",
+            str(uid),
+            str(gid),
+            ",".join(map(str, gids)),
+            "--",
+            *argv,
+        ]
 
     @property
     def host(self) -> testinfra.host.Host:

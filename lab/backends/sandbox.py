@@ -54,13 +54,21 @@ class Sandbox(Target):
         self._workdir.chmod(0o755)
         shutil.copy(PROBE_SOURCE, self.probe_path)
         mounts = self._layers(module)
-        script = "set -e\n" + "".join(
-            f"mount -t overlay {MOUNT_TAG} -o ro,lowerdir={layer}:{point} {point}\n"
-            for point, layer in mounts) + "echo ready\nexec cat >/dev/null\n"
+        script = (
+            "set -e\n"
+            + "".join(
+                f"mount -t overlay {MOUNT_TAG} -o ro,lowerdir={layer}:{point} {point}\n"
+                for point, layer in mounts
+            )
+            + "echo ready\nexec cat >/dev/null\n"
+        )
         self.holder = subprocess.Popen(
             ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            start_new_session=True)
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         assert self.holder.stdout and self.holder.stderr
         ready = select.select([self.holder.stdout], [], [], 15)[0]
         if not ready or self.holder.stdout.readline().strip() != b"ready":
@@ -89,7 +97,7 @@ class Sandbox(Target):
                 if point == "/":
                     raise LabError(f"cannot place {target}: no directory of its path exists below /")
                 points[point] = str(self._workdir / "layers" / str(len(points)))
-            dest = Path(points[point] + target[len(point):])
+            dest = Path(points[point] + target[len(point) :])
             dest.parent.mkdir(parents=True, exist_ok=True)
             kind, what = placed[target]
             if kind == "file":

@@ -39,10 +39,16 @@ class Context:
     def group(self) -> Group | None:
         return self.module.groups[0] if self.module.groups else None
 
-    def step(self, id: str, calls: list[dict], before: list[dict] | None = None,
-             fork: bool = False) -> dict:
-        return {"id": id, "before": before or [], "calls": calls, "fork": fork,
-                "timeout": self.step_timeout, "quick": self.quick, "slow": self.slow}
+    def step(self, id: str, calls: list[dict], before: list[dict] | None = None, fork: bool = False) -> dict:
+        return {
+            "id": id,
+            "before": before or [],
+            "calls": calls,
+            "fork": fork,
+            "timeout": self.step_timeout,
+            "quick": self.quick,
+            "slow": self.slow,
+        }
 
     def first_lookup(self) -> dict:
         """A lookup that goes through the module (and so loads it)."""
@@ -55,13 +61,17 @@ class Context:
         m, u, g = self.module, self.user, self.group
         calls = []
         if "passwd" in m.databases:
-            calls += [{"fn": "getpwnam", "arg": u.name if u else UNKNOWN_NAME},
-                      {"fn": "getpwuid", "arg": u.uid if u else 4242424},
-                      {"fn": "getpwall"}]
+            calls += [
+                {"fn": "getpwnam", "arg": u.name if u else UNKNOWN_NAME},
+                {"fn": "getpwuid", "arg": u.uid if u else 4242424},
+                {"fn": "getpwall"},
+            ]
         if "group" in m.databases:
-            calls += [{"fn": "getgrnam", "arg": g.name if g else UNKNOWN_NAME},
-                      {"fn": "getgrgid", "arg": g.gid if g else 4242424},
-                      {"fn": "getgrall"}]
+            calls += [
+                {"fn": "getgrnam", "arg": g.name if g else UNKNOWN_NAME},
+                {"fn": "getgrgid", "arg": g.gid if g else 4242424},
+                {"fn": "getgrall"},
+            ]
         if u and ("initgroups" in m.databases or "group" in m.databases):
             calls.append({"fn": "getgrouplist", "arg": u.name, "gid": u.gid})
         return calls
@@ -75,10 +85,12 @@ def check(id: str) -> Callable[[Check], Check]:
     def register(fn: Check) -> Check:
         REGISTRY[id] = fn
         return fn
+
     return register
 
 
 # ---------------------------------------------------------------- reading probe results
+
 
 def label(call: dict) -> str:
     arg = call.get("arg")
@@ -111,8 +123,10 @@ def describe_hang(hang: dict) -> str:
     p = procs[-1]  # the deepest process: the one that is stuck, not its waiting parent
     waits = sorted({f"{t.get('call') or t.get('wchan') or '?'} ({t.get('wait')})" for t in p["tasks"]})
     mods = ", ".join(m.rsplit("/", 1)[-1] for m in p.get("nss_modules", [])) or "no NSS module"
-    return (f"{p['threads']} thread(s) stuck in {', '.join(waits)} for "
-            f"{hang.get('stuck_seconds', '?')} s; {mods} mapped")
+    return (
+        f"{p['threads']} thread(s) stuck in {', '.join(waits)} for "
+        f"{hang.get('stuck_seconds', '?')} s; {mods} mapped"
+    )
 
 
 def judge(result: dict, where: str = "") -> Outcome | None:
@@ -123,12 +137,15 @@ def judge(result: dict, where: str = "") -> Outcome | None:
     details = {"step": result.get("id"), "seconds": result.get("seconds")}
     if result["outcome"] == "hang":
         details["evidence"] = result["hang"]
-        return Outcome("hang", f"{prefix}{doing} never returned: {describe_hang(result['hang'])}",
-                       details)
+        return Outcome("hang", f"{prefix}{doing} never returned: {describe_hang(result['hang'])}", details)
     if result["outcome"] == "timeout":
         details["evidence"] = result.get("hang")
-        return Outcome("hang", f"{prefix}{doing} gave no answer within {result['timeout']:g} s "
-                       "(threads were not provably stuck: slow or waiting outside)", details)
+        return Outcome(
+            "hang",
+            f"{prefix}{doing} gave no answer within {result['timeout']:g} s "
+            "(threads were not provably stuck: slow or waiting outside)",
+            details,
+        )
     child_exit = next((e["code"] for e in result["events"] if e.get("ev") == "child-exit"), 0)
     code = result.get("code", 0)
     for who, c in (("forked child", child_exit), ("process", code)):
@@ -136,8 +153,9 @@ def judge(result: dict, where: str = "") -> Outcome | None:
             details["stderr"] = result.get("stderr", "")
             glibc = [line for line in details["stderr"].splitlines() if "glibc" in line.lower()]
             extra = f" ({glibc[-1].strip()})" if glibc else ""
-            return Outcome("crash", f"{prefix}{who} killed by {signal_name(c)} during {doing}{extra}",
-                           details)
+            return Outcome(
+                "crash", f"{prefix}{who} killed by {signal_name(c)} during {doing}{extra}", details
+            )
     if code != 0:
         last = (result.get("stderr", "").strip().splitlines() or ["no message"])[-1]
         return Outcome("error", f"{prefix}probe failed: {last}", details)
@@ -149,6 +167,7 @@ def answers(result: dict) -> list[dict]:
 
 
 # ---------------------------------------------------------------- expected answers
+
 
 def expected(module: Module, call: dict) -> Any:
     """What the manifest says CALL must return; None when the manifest does not say."""
@@ -169,8 +188,7 @@ def expected(module: Module, call: dict) -> Any:
 
 
 def user_dict(u: User) -> dict:
-    return {"name": u.name, "uid": u.uid, "gid": u.gid, "gecos": u.gecos, "home": u.home,
-            "shell": u.shell}
+    return {"name": u.name, "uid": u.uid, "gid": u.gid, "gecos": u.gecos, "home": u.home, "shell": u.shell}
 
 
 def group_dict(g: Group) -> dict:
@@ -181,8 +199,9 @@ def wrong_answer(module: Module, answer: dict) -> str | None:
     """Why ANSWER (a probe call event) is wrong, or None when it is right."""
     call = {"fn": answer["fn"], "arg": answer.get("arg")}
     if not answer.get("ok"):
-        if answer.get("notfound") and (not module.has_expectations or call["arg"] == UNKNOWN_NAME
-                                       or expected(module, call) is None):
+        if answer.get("notfound") and (
+            not module.has_expectations or call["arg"] == UNKNOWN_NAME or expected(module, call) is None
+        ):
             return None
         return f"{label(call)} failed: {answer.get('error')}"
     value = answer["value"]

@@ -28,16 +28,24 @@ def fork_child(ctx: Context) -> Outcome:
         child = [a for a in answers(result) if a["where"] == "child"]
         problems = [p for p in (wrong_answer(ctx.module, a) for a in child) if p]
         (wrong if problems else ok).append(f"{result['id']}: {problems[0]}" if problems else result["id"])
-    details = {"steps": {r["id"]: r["outcome"] for r in results}, "passed": ok,
-               "failures": [b.reason for b in bad] + wrong,
-               "evidence": [b.details for b in bad][:3]}
+    details = {
+        "steps": {r["id"]: r["outcome"] for r in results},
+        "passed": ok,
+        "failures": [b.reason for b in bad] + wrong,
+        "evidence": [b.details for b in bad][:3],
+    }
     if bad:
         worst = next((b for b in bad if b.status == "crash"), bad[0])
         fresh_ok = sum(1 for s in ok if s.startswith("fresh"))
-        return Outcome(worst.status, f"{len(bad)}/{len(results)} forked children failed; first: "
-                       f"{worst.reason}; {fresh_ok} children of a parent that never used the "
-                       "module passed", details)
+        return Outcome(
+            worst.status,
+            f"{len(bad)}/{len(results)} forked children failed; first: "
+            f"{worst.reason}; {fresh_ok} children of a parent that never used the "
+            "module passed",
+            details,
+        )
     if wrong:
         return Outcome("fail", f"wrong answer in a forked child: {wrong[0]}", details)
-    return Outcome("pass", f"{len(results)} forked children (after use and fresh) answered every "
-                   "entry point", details)
+    return Outcome(
+        "pass", f"{len(results)} forked children (after use and fresh) answered every entry point", details
+    )

@@ -32,7 +32,15 @@ def go_runtime(ctx: Context) -> Outcome:
     if len(mapped) != 1:
         return Outcome("fail", f"library mapped {len(mapped)} times, expected once", details)
     if after <= before:
-        return Outcome("fail", f"{version} runtime started no threads at load ({before} → {after}); "
-                       "this is not a working c-shared runtime", details)
-    return Outcome("pass", f"{version} runtime started at load ({before} → {after} threads), "
-                   f"a second lookup reused it ({again} threads)", details)
+        return Outcome(
+            "fail",
+            f"{version} runtime started no threads at load ({before} → {after}); "
+            "this is not a working c-shared runtime",
+            details,
+        )
+    return Outcome(
+        "pass",
+        f"{version} runtime started at load ({before} → {after} threads), "
+        f"a second lookup reused it ({again} threads)",
+        details,
+    )

@@ -14,8 +14,11 @@ def load(ctx: Context) -> Outcome:
     sudo), not only the forked ones."""
     name = ctx.module.name
     if not any(s.startswith(f"_nss_{name}_") for s in ctx.elf.nss_symbols):
-        return Outcome("fail", f"exports no _nss_{name}_* entry point: glibc would find nothing "
-                       "to call", {"exported": ctx.elf.nss_symbols})
+        return Outcome(
+            "fail",
+            f"exports no _nss_{name}_* entry point: glibc would find nothing to call",
+            {"exported": ctx.elf.nss_symbols},
+        )
     first = ctx.first_lookup()
     result = ctx.target.scenario([ctx.step("load", [first, {"fn": "mapped"}, {"fn": "threads"}])])[0]
     bad = judge(result, f"first lookup {label(first)} in a fresh process")
@@ -28,5 +31,8 @@ def load(ctx: Context) -> Outcome:
         why = answers(ctx.target.scenario([ctx.step("dlopen", [{"fn": "dlopen", "arg": library}])])[0])
         error = why[0].get("value") if why else "unknown"
         return Outcome("fail", f"glibc did not load the module: {error}", {"dlopen": error})
-    return Outcome("pass", f"loaded by {label(first)} in {got[0]['seconds']:.3f} s; "
-                   f"{got[2]['value']} thread(s) after load", {"mapped": mapped})
+    return Outcome(
+        "pass",
+        f"loaded by {label(first)} in {got[0]['seconds']:.3f} s; {got[2]['value']} thread(s) after load",
+        {"mapped": mapped},
+    )

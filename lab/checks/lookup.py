@@ -54,7 +54,13 @@ def lookup(ctx: Context) -> Outcome:
     except CommandTimeout as e:
         return Outcome("hang", f"{e} (the lookup hangs in a plain process, not only after fork)")
     if wrong:
-        return Outcome("fail", f"{wrong[0]}" + (f" (+{len(wrong) - 1} more)" if len(wrong) > 1 else ""),
-                       {"mismatches": wrong})
-    return Outcome("pass", f"{len(m.users)} users and {len(m.groups)} groups answer as declared "
-                   "(by name, by id, enumerated, initgroups)")
+        return Outcome(
+            "fail",
+            f"{wrong[0]}" + (f" (+{len(wrong) - 1} more)" if len(wrong) > 1 else ""),
+            {"mismatches": wrong},
+        )
+    return Outcome(
+        "pass",
+        f"{len(m.users)} users and {len(m.groups)} groups answer as declared "
+        "(by name, by id, enumerated, initgroups)",
+    )

@@ -6,7 +6,7 @@ from lab.checks.base import Context, Outcome, answers, check, judge
 ORDERS = {
     "su": "setgroups, setresgid, setresuid (su, sshd, sudo)",
     "setpriv": "PR_SET_KEEPCAPS, setresuid, capset, setresgid, setgroups (setpriv, "
-               "capability-keeping daemons)",
+    "capability-keeping daemons)",
 }
 
 
@@ -23,11 +23,18 @@ def setxid(ctx: Context) -> Outcome:
     user = ctx.user
     uid, gid, gids = (user.uid, user.gid, ctx.module.gids_of(user)) if user else (65534, 65534, [65534])
     warm = ctx.first_lookup()
-    steps = [ctx.step(order, [{"fn": "threads"},
-                              {"fn": "drop", "order": order, "uid": uid, "gid": gid, "groups": gids},
-                              {"fn": "getpwuid", "arg": uid} if "passwd" in ctx.module.databases
-                              else {"fn": "threads"}],
-                      before=[warm]) for order in ORDERS]
+    steps = [
+        ctx.step(
+            order,
+            [
+                {"fn": "threads"},
+                {"fn": "drop", "order": order, "uid": uid, "gid": gid, "groups": gids},
+                {"fn": "getpwuid", "arg": uid} if "passwd" in ctx.module.databases else {"fn": "threads"},
+            ],
+            before=[warm],
+        )
+        for order in ORDERS
+    ]
     results = ctx.target.scenario(steps)
     failures, notes = [], []
     for order, result in zip(ORDERS, results, strict=True):

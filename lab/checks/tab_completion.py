@@ -9,7 +9,6 @@ import pexpect
 
 from lab.backends.base import Target
 from lab.checks.base import Context, Outcome, check, describe_hang
-from lab.module import User
 
 BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
 READY = "NSSLAB-READY"
@@ -53,29 +52,41 @@ class Shell:
         assert self.pid is not None
         started = time.monotonic()
         self.proc.send(f"ls ~{prefix}\t")
-        watch = self.target.start_watch(self.pid, self.ctx.quick, self.ctx.slow,
-                                        self.ctx.step_timeout)
+        watch = self.target.start_watch(self.pid, self.ctx.quick, self.ctx.slow, self.ctx.step_timeout)
         try:
             while time.monotonic() - started < self.ctx.step_timeout:
                 try:
                     self.proc.expect(re.escape(rest), timeout=0.05)
                     self.proc.send("\x15")  # Ctrl-U: clear the line for the next attempt
-                    return Attempt("pass", f"completed ~{prefix} to ~{prefix}{rest}",
-                                   time.monotonic() - started)
+                    return Attempt(
+                        "pass", f"completed ~{prefix} to ~{prefix}{rest}", time.monotonic() - started
+                    )
                 except pexpect.TIMEOUT:
                     pass
                 except pexpect.EOF:
-                    return Attempt("crash", f"bash exited while completing ~{prefix}",
-                                   time.monotonic() - started)
+                    return Attempt(
+                        "crash", f"bash exited while completing ~{prefix}", time.monotonic() - started
+                    )
                 report = watch.poll()
                 if report and report["outcome"] == "idle":
-                    return Attempt("fail", f"`ls ~{prefix}<TAB>` offered nothing: the shell is back "
-                                   f"at the prompt without ~{prefix}{rest}", time.monotonic() - started)
+                    return Attempt(
+                        "fail",
+                        f"`ls ~{prefix}<TAB>` offered nothing: the shell is back "
+                        f"at the prompt without ~{prefix}{rest}",
+                        time.monotonic() - started,
+                    )
                 if report and report["outcome"] == "hang":
-                    return Attempt("hang", f"`ls ~{prefix}<TAB>` froze: {describe_hang(report['hang'])}",
-                                   time.monotonic() - started, report["hang"])
-            return Attempt("hang", f"`ls ~{prefix}<TAB>` did not complete within "
-                           f"{self.ctx.step_timeout:g} s", time.monotonic() - started)
+                    return Attempt(
+                        "hang",
+                        f"`ls ~{prefix}<TAB>` froze: {describe_hang(report['hang'])}",
+                        time.monotonic() - started,
+                        report["hang"],
+                    )
+            return Attempt(
+                "hang",
+                f"`ls ~{prefix}<TAB>` did not complete within {self.ctx.step_timeout:g} s",
+                time.monotonic() - started,
+            )
         finally:
             watch.stop()
 
@@ -114,7 +125,7 @@ def tab_completion(ctx: Context) -> Outcome:
         return Outcome("skip", "no module user whose name has a unique completion prefix")
     prefix = unique_prefix(user.name, names)
     assert prefix
-    rest = user.name[len(prefix):]
+    rest = user.name[len(prefix) :]
     rc = f"{target.workdir}/bashrc"
     target.run(["sh", "-c", f"cat > {shlex.quote(rc)} && chmod 644 {shlex.quote(rc)}"], stdin=RCFILE)
     bash = ["/bin/bash", "--noprofile", "--rcfile", rc, "-i"]
@@ -124,29 +135,48 @@ def tab_completion(ctx: Context) -> Outcome:
         (user.name, target.as_user(user.uid, user.gid, m.gids_of(user), bash), user.home, user),
         ("root", bash, "/root", None),
     ):
-        env = {"HOME": home, "USER": who, "LOGNAME": who, "TERM": "dumb", "SHELL": "/bin/bash",
-               "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}
+        env = {
+            "HOME": home,
+            "USER": who,
+            "LOGNAME": who,
+            "TERM": "dumb",
+            "SHELL": "/bin/bash",
+            "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+        }
         try:
             shell = Shell(ctx, argv, env, who)
         except (pexpect.TIMEOUT, pexpect.EOF):
-            runs.append((who, Attempt("hang", f"bash as {who} did not start within "
-                                      f"{ctx.step_timeout:g} s", ctx.step_timeout)))
+            runs.append(
+                (
+                    who,
+                    Attempt(
+                        "hang", f"bash as {who} did not start within {ctx.step_timeout:g} s", ctx.step_timeout
+                    ),
+                )
+            )
             continue
         try:
-            notes.append(f"{who}'s bash has {', '.join(shell.nss_modules()) or 'no NSS module'} "
-                         "mapped at start")
+            notes.append(
+                f"{who}'s bash has {', '.join(shell.nss_modules()) or 'no NSS module'} mapped at start"
+            )
             for attempt in (1, 2) if uid_user is None else (1,):
                 done = shell.complete(prefix, rest)
                 runs.append((f"{who} #{attempt}", done))
                 if done.status != "pass":
                     break
                 if uid_user is None and attempt == 1:
-                    notes.append(f"after it, root's bash has {', '.join(shell.nss_modules()) or 'none'} mapped")
+                    notes.append(
+                        f"after it, root's bash has {', '.join(shell.nss_modules()) or 'none'} mapped"
+                    )
         finally:
             shell.close()
-    details = {"attempts": {who: {"status": a.status, "text": a.text, "seconds": round(a.seconds, 3),
-                                  "evidence": a.evidence} for who, a in runs},
-               "notes": notes}
+    details = {
+        "attempts": {
+            who: {"status": a.status, "text": a.text, "seconds": round(a.seconds, 3), "evidence": a.evidence}
+            for who, a in runs
+        },
+        "notes": notes,
+    }
     failed = [(who, a) for who, a in runs if a.status != "pass"]
     summary = "; ".join(f"{who}: {a.status} ({a.seconds:.2f} s)" for who, a in runs)
     if failed:

@@ -10,12 +10,29 @@ from lab.runner import ModuleReport
 
 
 def as_dict(reports: list[ModuleReport]) -> dict:
-    return {"modules": [{
-        "name": r.name, "library": r.library, "target": r.target, "verdict": r.verdict,
-        "seconds": round(r.seconds, 3), "error": r.error,
-        "checks": [{"id": c.id, "status": c.status, "reason": c.reason, "seconds": c.seconds,
-                    "details": c.details} for c in r.checks],
-    } for r in reports]}
+    return {
+        "modules": [
+            {
+                "name": r.name,
+                "library": r.library,
+                "target": r.target,
+                "verdict": r.verdict,
+                "seconds": round(r.seconds, 3),
+                "error": r.error,
+                "checks": [
+                    {
+                        "id": c.id,
+                        "status": c.status,
+                        "reason": c.reason,
+                        "seconds": c.seconds,
+                        "details": c.details,
+                    }
+                    for c in r.checks
+                ],
+            }
+            for r in reports
+        ]
+    }
 
 
 def write_json(reports: list[ModuleReport], path: Path) -> None:
@@ -25,13 +42,15 @@ def write_json(reports: list[ModuleReport], path: Path) -> None:
 def write_junit(reports: list[ModuleReport], path: Path) -> None:
     suites = ET.Element("testsuites")
     for r in reports:
-        suite = ET.SubElement(suites, "testsuite", name=f"nsslab.{r.name}", tests=str(len(r.checks)),
-                              time=f"{r.seconds:.3f}")
+        suite = ET.SubElement(
+            suites, "testsuite", name=f"nsslab.{r.name}", tests=str(len(r.checks)), time=f"{r.seconds:.3f}"
+        )
         if r.error:
             ET.SubElement(ET.SubElement(suite, "testcase", name="setup"), "error", message=r.error)
         for c in r.checks:
-            case = ET.SubElement(suite, "testcase", classname=f"nsslab.{r.name}", name=c.id,
-                                 time=f"{c.seconds:.3f}")
+            case = ET.SubElement(
+                suite, "testcase", classname=f"nsslab.{r.name}", name=c.id, time=f"{c.seconds:.3f}"
+            )
             if c.status == "skip":
                 ET.SubElement(case, "skipped", message=c.reason)
             elif c.status != "pass":

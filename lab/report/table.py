@@ -8,7 +8,10 @@ from lab.runner import ModuleReport
 
 def render(report: ModuleReport) -> str:
     width = max(shutil.get_terminal_size((120, 20)).columns, 80)
-    head = f"{report.name}  [{report.library}]  on {report.target}: {report.verdict.upper()} ({report.seconds:.1f} s)"
+    head = (
+        f"{report.name}  [{report.library}]  on {report.target}: "
+        f"{report.verdict.upper()} ({report.seconds:.1f} s)"
+    )
     if report.error:
         return f"{head}\n  error: {report.error}\n"
     lines = [head, f"  {'check':<15} {'status':<6} {'time':>7}  reason"]

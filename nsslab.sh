@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The lab's single entry point on a fresh Debian 12 machine (run as root):
+#   ./nsslab.sh run [ARGS]    install what is needed, then `nsslab run ARGS` (default: the built-in demo)
+#   ./nsslab.sh test [ARGS]   install what is needed, then the lab's own test suite (pytest ARGS)
+#   ./nsslab.sh setup         only install
+# It installs Debian packages (once), a venv in .venv with the lab, and the modules are built
+# by the lab itself from their manifests.
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")"
+
+PACKAGES=(golang-go gcc make libc6-dev bash bash-completion python3 python3-venv util-linux mount procps gdb)
+
+log() { printf 'nsslab.sh: %s\n' "$*" >&2; }
+
+install_packages() {
+    local missing=()
+    for p in "${PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return
+    if [ "$(id -u)" -ne 0 ]; then
+        log "missing Debian packages: ${missing[*]} (run as root, or install them first)"; exit 1
+    fi
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    timeout 900 apt-get update -qq
+    timeout 1800 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_venv() {
+    # The venv uses Debian's interpreter, the same one the probe runs with in the sandbox.
+    local stamp=.venv/.installed
+    if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then return; fi
+    log "creating .venv and installing the lab"
+    /usr/bin/python3 -m venv .venv
+    timeout 900 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+    touch "$stamp"
+}
+
+command=${1:-run}
+[ $# -gt 0 ] && shift
+install_packages
+install_venv
+export GOPROXY=off HOME=${HOME:-/root}  # the sample Go module needs nothing from the network
+case "$command" in
+    run) exec .venv/bin/nsslab run "$@" ;;
+    test) exec .venv/bin/python -m pytest "$@" ;;
+    setup) log "ready: .venv/bin/nsslab" ;;
+    *) log "usage: ./nsslab.sh run|test|setup [ARGS]"; exit 2 ;;
+esac

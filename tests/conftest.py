@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from lab.runner import ModuleReport, run_module
+
+ROOT = Path(__file__).resolve().parent.parent
+MODULES = ROOT / "nss_modules"
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.geteuid() != 0:
+        skip = pytest.mark.skip(reason="the sandbox mounts in a private namespace: run as root")
+        for item in items:
+            if "sandbox" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def lab_run():
+    """Runs a module once per session; tests share the (expensive) verdicts."""
+    cache: dict[str, ModuleReport] = {}
+
+    def run(name: str) -> ModuleReport:
+        if name not in cache:
+            cache[name] = run_module(MODULES / name)
+        return cache[name]
+
+    return run
+
+
+def checks(report: ModuleReport) -> dict:
+    return {c.id: c for c in report.checks}
