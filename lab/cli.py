@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from lab.checks import ORDER, REGISTRY
+from lab.errors import LabError
 from lab.report.machine import write_json, write_junit
 from lab.report.table import render
 from lab.runner import run_module
@@ -24,6 +25,20 @@ DEMO = ["golab", "clab"]
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return command(argv)
+    except KeyboardInterrupt:  # the runner's finally blocks have already cleaned up
+        print("nsslab: interrupted", file=sys.stderr)
+        return 130
+    except LabError as e:
+        print(f"nsslab: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `nsslab checks | head`
+        sys.stderr.close()
+        return 0
+
+
+def command(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="nsslab", description="A test lab for glibc NSS modules.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the checks on modules (default: the built-in demo)")

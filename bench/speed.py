@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Prints how fast the lab answers (figures, not assertions):
+
+- time to verdict per built-in module (whole `nsslab run` of one module, build excluded);
+- time to declare a hang: a forked child of a golab-loaded process, N times;
+- the slow module's (300 ms per lookup) wall time for the same step, which must pass.
+
+Run as root: .venv/bin/python bench/speed.py [N]
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from lab import elf
+from lab.backends.sandbox import Sandbox
+from lab.checks import Context
+from lab.module import ensure_built, load
+from lab.runner import run_module
+
+MODULES = Path(__file__).resolve().parent.parent / "nss_modules"
+
+
+def figures(values: list[float]) -> str:
+    return (
+        f"min {min(values):.3f} s, median {statistics.median(values):.3f} s, "
+        f"max {max(values):.3f} s (n={len(values)})"
+    )
+
+
+def fork_step(name: str, repeat: int) -> list[dict]:
+    module = load(MODULES / name)
+    ensure_built(module)
+    sandbox = Sandbox()
+    sandbox.install(module)
+    try:
+        ctx = Context(sandbox, module, elf.inspect(module.library))
+        call = {"fn": "getpwall"}  # setpwent/getpwent_r/endpwent, what compgen -u does
+        return sandbox.scenario(
+            [ctx.step(f"bench {i}", [call], before=[ctx.first_lookup()], fork=True) for i in range(repeat)]
+        )
+    finally:
+        sandbox.uninstall()
+
+
+def main() -> None:
+    repeat = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    print("time to verdict (one module, all checks, sandbox):")
+    for name in ("golab", "clab", "slowlab"):
+        ensure_built(load(MODULES / name))
+        started = time.monotonic()
+        report = run_module(MODULES / name)
+        print(
+            f"  {name:8} {report.verdict:6} {time.monotonic() - started:6.2f} s  "
+            + ", ".join(f"{c.id} {c.seconds:.2f}" for c in report.checks)
+        )
+    golab = fork_step("golab", repeat)
+    hangs = [r for r in golab if r["outcome"] == "hang"]
+    print(f"\ntime to declare a hang (golab, forked child enumerating): {len(hangs)}/{len(golab)} hung")
+    if hangs:
+        print(f"  step start to verdict: {figures([r['seconds'] for r in hangs])}")
+        print(f"  stuck before declared: {figures([r['hang']['stuck_seconds'] for r in hangs])}")
+    slow = fork_step("slowlab", repeat)
+    print(
+        f"\nslow module (300 ms per lookup), same step: "
+        f"{sum(r['outcome'] == 'exited' and r['code'] == 0 for r in slow)}/{len(slow)} answered"
+    )
+    print(f"  wall time: {figures([r['seconds'] for r in slow])}")
+
+
+if __name__ == "__main__":
+    main()
