@@ -4,7 +4,8 @@
     nsslab checks
 
 MODULE is a module.toml, a directory holding one, or a bare libnss_<name>.so.2.
-With no MODULE, the built-in demo runs: golab (Go, freezes) and clab (C, passes).
+With no MODULE, the built-in demo runs: golab (Go, freezes) and clab (C, passes), judged
+against their manifests' [expect] tables (exit 0 when golab froze and clab passed).
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ def command(argv: list[str] | None) -> int:
     run.add_argument("--junit", type=Path, help="write the verdicts as JUnit XML to this file")
     run.add_argument("--check", action="append", choices=ORDER, help="run only this check (repeatable)")
     run.add_argument(
+        "--expect",
+        action="store_true",
+        help="judge against each manifest's [expect] table instead of requiring a pass "
+        "(implied for the built-in demo)",
+    )
+    run.add_argument(
         "--step-timeout",
         type=float,
         default=20.0,
@@ -63,6 +70,7 @@ def command(argv: list[str] | None) -> int:
         return 0
 
     modules = args.modules or [str(BUILTIN / name) for name in DEMO]
+    expect_mode = args.expect or not args.modules
     reports = []
     for path in modules:
         report = run_module(path, args.target, args.check, args.step_timeout)
@@ -77,7 +85,14 @@ def command(argv: list[str] | None) -> int:
         f"{len(reports) - len(failed)} of {len(reports)} modules passed"
         + (f"; not passed: {', '.join(failed)}" if failed else "")
     )
-    return 1 if failed else 0
+    if not expect_mode:
+        return 1 if failed else 0
+    wrong = {r.name: r.unexpected() for r in reports if r.unexpected()}
+    for name, diffs in wrong.items():
+        print(f"{name}: not as its manifest expects: {'; '.join(diffs)}")
+    if not wrong:
+        print("every module got the verdicts its manifest [expect]s (unlisted checks pass)")
+    return 1 if wrong else 0
 
 
 if __name__ == "__main__":

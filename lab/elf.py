@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ ENTRY_POINTS = {
     "shadow": ("getspnam_r", "setspent", "getspent_r", "endspent"),
     "initgroups": ("initgroups_dyn",),
 }
+GO_VERSION = re.compile(rb"go1\.[0-9]+(\.[0-9]+)?((rc|beta)[0-9]+)?")
 MACHINES = {
     "x86_64": "EM_X86_64",
     "aarch64": "EM_AARCH64",
@@ -60,19 +62,16 @@ def inspect(path: Path) -> ElfInfo:
             return info
     except ELFError:
         raise LabError(f"{path}: not an ELF file") from None
+    except (ValueError, KeyError, AttributeError, IndexError) as e:  # pyelftools on corrupt input
+        raise LabError(f"{path}: unreadable ELF ({type(e).__name__}: {e})") from None
     except OSError as e:
         raise LabError(f"{path}: {e.strerror}") from None
 
 
 def go_version(data: bytes) -> str | None:
-    """The 'go1.x' string that the Go linker writes into .go.buildinfo."""
-    at = data.find(b"go1.")
-    if at < 0:
-        return None
-    end = at
-    while end < len(data) and (chr(data[end]).isalnum() or data[end] in b"."):
-        end += 1
-    return data[at:end].decode()
+    """The 'go1.x' string that the Go linker writes into .go.buildinfo (binary bytes follow it)."""
+    found = GO_VERSION.search(data)
+    return found.group().decode() if found else None
 
 
 def served_databases(path: Path, service: str) -> list[str]:

@@ -13,6 +13,7 @@ from lab import elf
 from lab.errors import LabError
 
 DATABASES = ("passwd", "group", "shadow", "initgroups")
+STATUSES = ("pass", "fail", "hang", "crash", "error", "skip")
 LIBRARY_NAME = re.compile(r"^libnss_(?P<name>[A-Za-z0-9_]+)\.so(\.2)?$")
 BUILD_TIMEOUT = 600.0
 
@@ -44,6 +45,8 @@ class Module:
     groups: list[Group] = field(default_factory=list)
     manifest: Path | None = None
     build: str | None = None
+    # check id -> the status a known-bad module must get (`nsslab run --expect`)
+    expect: dict[str, str] = field(default_factory=dict)
     # True when users/groups were found by enumerating a bare library, not declared:
     # they drive the fork and shell checks but are no truth to compare lookups against.
     discovered: bool = False
@@ -99,6 +102,10 @@ def from_manifest(path: Path) -> Module:
         groups = [Group(g["name"], g["gid"], tuple(g.get("members", []))) for g in data.get("groups", [])]
     except (TypeError, KeyError) as e:
         raise LabError(f"{path}: bad [[users]] or [[groups]] entry: {e}") from None
+    expect = {str(k): str(v) for k, v in data.get("expect", {}).items()}
+    bad = {k: v for k, v in expect.items() if v not in STATUSES}
+    if bad:
+        raise LabError(f"{path}: [expect] statuses must be one of {list(STATUSES)}, got {bad}")
     files = {target: where / source for target, source in data.get("files", {}).items()}
     for target, source in files.items():
         if not target.startswith("/"):
@@ -114,6 +121,7 @@ def from_manifest(path: Path) -> Module:
         groups=groups,
         manifest=path,
         build=data.get("build"),
+        expect=expect,
     )
 
 

@@ -32,6 +32,7 @@ class ModuleReport:
     checks: list[CheckResult] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
+    expect: dict[str, str] = field(default_factory=dict)
 
     @property
     def verdict(self) -> str:
@@ -44,6 +45,18 @@ class ModuleReport:
     def passed(self) -> bool:
         return not self.error and all(c.status in ("pass", "skip") for c in self.checks)
 
+    def unexpected(self) -> list[str]:
+        """Where the verdicts differ from the manifest's [expect]; unlisted checks must pass or skip."""
+        if self.error:
+            return [f"error: {self.error}"]
+        out = []
+        for c in self.checks:
+            want = self.expect.get(c.id)
+            if (want and c.status != want) or (not want and c.status not in ("pass", "skip")):
+                out.append(f"{c.id} {c.status}, expected {want or 'pass'}")
+        ran = {c.id for c in self.checks}
+        return out + [f"{k} did not run, expected {v}" for k, v in self.expect.items() if k not in ran]
+
 
 def run_module(
     path: str | Path, target_spec: str = "sandbox", only: list[str] | None = None, step_timeout: float = 20.0
@@ -52,13 +65,13 @@ def run_module(
     report = ModuleReport(name=Path(path).name, library=str(path), target=target_spec)
     try:
         module = load(path)
-        report.name, report.library = module.name, str(module.library)
+        report.name, report.library, report.expect = module.name, str(module.library), module.expect
         ensure_built(module)
         info = elf.inspect(module.library)
         target = get_target(target_spec)
         target.install(module)
-    except LabError as e:
-        report.error = str(e)
+    except Exception as e:  # one line per module, whatever went wrong; the others still run
+        report.error = str(e) if isinstance(e, LabError) else f"internal error: {type(e).__name__}: {e}"
         report.seconds = time.monotonic() - started
         return report
     try:

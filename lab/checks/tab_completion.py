@@ -12,6 +12,7 @@ from lab.checks.base import Context, Outcome, check, describe_hang
 
 BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
 READY = "NSSLAB-READY"
+TABS = 3  # completions tried per shell (root gets one more: its first only loads the module)
 RCFILE = f"""PS1='nsslab$ '
 HISTFILE=/dev/null
 . {BASH_COMPLETION}
@@ -159,7 +160,10 @@ def tab_completion(ctx: Context) -> Outcome:
             notes.append(
                 f"{who}'s bash has {', '.join(shell.nss_modules()) or 'no NSS module'} mapped at start"
             )
-            for attempt in (1, 2) if uid_user is None else (1,):
+            # Root's first completion is the one that loads the module into its shell. The
+            # freeze is a race in the Go scheduler per call, so press TAB again, as a person
+            # at a frozen-looking prompt would, before calling a shell safe.
+            for attempt in range(1, TABS + (uid_user is None) + 1):
                 done = shell.complete(prefix, rest)
                 runs.append((f"{who} #{attempt}", done))
                 if done.status != "pass":

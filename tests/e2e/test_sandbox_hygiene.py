@@ -86,3 +86,10 @@ def test_bad_input_gets_one_line_and_the_other_modules_still_run(tmp_path, capsy
     assert "not an ELF file" in out and "no such file" in out
     assert "Traceback" not in out
     assert "clab" in out and "1 of 3 modules passed" in out
+
+
+def test_demo_and_planted_modules_match_their_manifests(capsys):
+    assert main(["run"]) == 0  # the built-in demo: golab flagged, clab clean
+    assert "every module got the verdicts" in capsys.readouterr().out
+    planted = [str(MODULES / n) for n in ("hangparent", "ctorcrash", "slowlab")]
+    assert main(["run", "--expect", "--check", "fork-child", *planted]) == 0

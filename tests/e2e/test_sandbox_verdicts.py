@@ -25,9 +25,11 @@ def test_golab_freezes_tab_completion_like_stns(lab_run):
     tab = checks(lab_run("golab"))["tab-completion"]
     assert tab.status == "hang", tab.reason
     attempts = tab.details["attempts"]
-    assert attempts["pyama #1"]["status"] == "hang"  # the module user's own shell
-    assert attempts["root #1"]["status"] == "pass"  # root's first completion loads it fresh
-    assert attempts["root #2"]["status"] == "hang"  # ... and poisons root's shell
+    pyama = [a["status"] for who, a in attempts.items() if who.startswith("pyama")]
+    root = [a["status"] for who, a in attempts.items() if who.startswith("root")]
+    assert pyama[-1] == "hang"  # the module user's own shell froze (TAB is retried: it is a race)
+    assert root[0] == "pass"  # root's first completion loads the module fresh in the child
+    assert root[-1] == "hang" and len(root) >= 2  # ... and poisons root's own shell
     assert any("golab" in note for note in tab.details["notes"] if note.startswith("pyama"))
 
 

@@ -53,4 +53,6 @@ def test_wrong_architecture_is_named(tiny, tmp_path):
 
 def test_go_version_is_found_in_buildinfo():
     assert elf.go_version(b"\xff Go buildinf:\x08\x02go1.19.8\x00rest") == "go1.19.8"
+    assert elf.go_version(b"\x08go1.19.8\xee\x01") == "go1.19.8"  # seen in a real build
+    assert elf.go_version(b"go1.22rc1 ") == "go1.22rc1"
     assert elf.go_version(b"nothing here") is None

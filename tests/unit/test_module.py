@@ -65,3 +65,10 @@ def test_nsswitch_points_served_databases_at_files_then_the_module():
     assert "hosts: files dns" in out and "systemd" not in out
     only_shadow = module.Module(name="s", library=Path("x"), databases=["shadow"])
     assert nsswitch(only_shadow, "passwd: files\n") == "passwd: files\nshadow: files s\n"
+
+
+def test_expect_table_is_read_and_checked(tmp_path):
+    ok = write(tmp_path, 'name = "a"\nlibrary = "x"\n[expect]\nfork-child = "hang"')
+    assert module.load(ok).expect == {"fork-child": "hang"}
+    with pytest.raises(LabError, match=r"\[expect\] statuses must be one of"):
+        module.load(write(tmp_path, 'name = "a"\nlibrary = "x"\n[expect]\nfork-child = "frozen"'))

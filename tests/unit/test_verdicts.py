@@ -159,3 +159,13 @@ def test_junit_marks_failures_and_skips(tmp_path):
 def test_table_shows_every_check_and_the_verdict():
     text = render(report())
     assert "HANG" in text and "fork-child" in text and "child hung" in text
+
+
+def test_expect_mode_requires_listed_statuses_and_passes_elsewhere():
+    r = report()
+    r.expect = {"fork-child": "hang"}
+    assert r.unexpected() == []
+    r.expect = {"fork-child": "crash", "setxid": "crash"}
+    assert r.unexpected() == ["fork-child hang, expected crash", "setxid did not run, expected crash"]
+    r.expect = {}
+    assert r.unexpected() == ["fork-child hang, expected pass"]
