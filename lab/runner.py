@@ -65,7 +65,11 @@ def run_module(
     report = ModuleReport(name=Path(path).name, library=str(path), target=target_spec)
     try:
         module = load(path)
-        report.name, report.library, report.expect = module.name, str(module.library), module.expect
+        report.name, report.library = module.name, str(module.library)
+        unknown = set(module.expect) - set(ORDER)
+        if unknown:
+            raise LabError(f"{module.manifest}: [expect] names unknown checks {sorted(unknown)}")
+        report.expect = {k: v for k, v in module.expect.items() if not only or k in only or k == "load"}
         ensure_built(module)
         info = elf.inspect(module.library)
         target = get_target(target_spec)

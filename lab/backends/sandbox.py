@@ -52,8 +52,18 @@ class Sandbox(Target):
                 raise LabError(f"the sandbox needs `{tool}` (Debian package util-linux/mount)")
         self._workdir = Path(tempfile.mkdtemp(prefix="nsslab-"))
         self._workdir.chmod(0o755)
+        try:
+            self._start(module)
+        except BaseException:
+            self.uninstall()  # a half-built sandbox must not leak its workdir or holder
+            raise
+
+    def _start(self, module: Module) -> None:
         shutil.copy(PROBE_SOURCE, self.probe_path)
-        mounts = self._layers(module)
+        try:
+            mounts = self._layers(module)
+        except OSError as e:
+            raise LabError(f"sandbox set-up failed: {e.strerror}: {e.filename}") from None
         script = (
             "set -e\n"
             + "".join(
@@ -74,7 +84,6 @@ class Sandbox(Target):
         if not ready or self.holder.stdout.readline().strip() != b"ready":
             kill_group(self.holder)
             err = self.holder.stderr.read().decode(errors="replace").strip().splitlines()
-            self.uninstall()
             raise LabError(f"sandbox set-up failed: {err[-1] if err else 'no answer in 15 s'}")
 
     def _layers(self, module: Module) -> list[tuple[str, str]]:

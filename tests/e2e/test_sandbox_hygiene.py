@@ -12,8 +12,9 @@ import testinfra
 
 from lab.backends.sandbox import Sandbox
 from lab.cli import main
+from lab.errors import LabError
 from lab.install import nss_library_dir
-from lab.module import load
+from lab.module import ensure_built, load
 from tests.conftest import MODULES
 
 pytestmark = pytest.mark.sandbox
@@ -63,6 +64,7 @@ def test_a_full_run_leaves_host_and_process_table_as_they_were(tmp_path, capsys)
 def test_inside_the_sandbox_glibc_sees_the_module_and_outside_it_does_not():
     sandbox = Sandbox()
     module = load(MODULES / "clab")
+    ensure_built(module)
     sandbox.install(module)
     try:
         inside = sandbox.host
@@ -93,3 +95,12 @@ def test_demo_and_planted_modules_match_their_manifests(capsys):
     assert "every module got the verdicts" in capsys.readouterr().out
     planted = [str(MODULES / n) for n in ("hangparent", "ctorcrash", "slowlab")]
     assert main(["run", "--expect", "--check", "fork-child", *planted]) == 0
+
+
+def test_failed_install_leaves_nothing(tmp_path):
+    module = load(MODULES / "clab")
+    module.library = tmp_path / "libnss_clab.so.2"  # missing
+    before = snapshot()
+    with pytest.raises(LabError, match="sandbox set-up failed"):
+        Sandbox().install(module)
+    assert snapshot() == before
