@@ -433,15 +433,21 @@ def worker(step: dict) -> None:
     if not step.get("fork"):
         run_calls(step.get("calls", []), "parent")
         return
-    pid = os.fork()
-    if pid == 0:
-        try:
-            emit({"ev": "forked", "pid": os.getpid()})
-            run_calls(step.get("calls", []), "child")
-        finally:
-            os._exit(0)
-    _, status = os.waitpid(pid, 0)
-    emit({"ev": "child-exit", "code": os.waitstatus_to_exitcode(status)})
+    # Fork hazards are races (which thread held what at fork time): several children in
+    # turn, stopping at the first that does not come back cleanly.
+    for _ in range(step.get("repeat", 1)):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                emit({"ev": "forked", "pid": os.getpid()})
+                run_calls(step.get("calls", []), "child")
+            finally:
+                os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        emit({"ev": "child-exit", "code": code})
+        if code != 0:
+            break
 
 
 # ---------------------------------------------------------------- the monitor

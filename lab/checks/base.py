@@ -39,12 +39,20 @@ class Context:
     def group(self) -> Group | None:
         return self.module.groups[0] if self.module.groups else None
 
-    def step(self, id: str, calls: list[dict], before: list[dict] | None = None, fork: bool = False) -> dict:
+    def step(
+        self,
+        id: str,
+        calls: list[dict],
+        before: list[dict] | None = None,
+        fork: bool = False,
+        repeat: int = 1,
+    ) -> dict:
         return {
             "id": id,
             "before": before or [],
             "calls": calls,
             "fork": fork,
+            "repeat": repeat,
             "timeout": self.step_timeout,
             "quick": self.quick,
             "slow": self.slow,
@@ -146,7 +154,7 @@ def judge(result: dict, where: str = "") -> Outcome | None:
             "(threads were not provably stuck: slow or waiting outside)",
             details,
         )
-    child_exit = next((e["code"] for e in result["events"] if e.get("ev") == "child-exit"), 0)
+    child_exit = next((e["code"] for e in result["events"] if e.get("ev") == "child-exit" and e["code"]), 0)
     code = result.get("code", 0)
     for who, c in (("forked child", child_exit), ("process", code)):
         if c < 0:

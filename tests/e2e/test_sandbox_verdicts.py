@@ -13,7 +13,7 @@ def test_golab_freezes_forked_children_in_the_go_runtime(lab_run):
     fork = checks(lab_run("golab"))["fork-child"]
     assert fork.status == "hang", fork.reason
     hung = [step for step, outcome in fork.details["steps"].items() if outcome == "hang"]
-    assert len(hung) >= 3, hung  # the freeze is a scheduler race per call, but most calls lose it
+    assert len(hung) >= 4, hung  # a race per call, but 5 children per entry point: most entries hang
     assert all(step.startswith("after-use") for step in hung), "a child of a fresh parent must pass"
     evidence = fork.details["evidence"][0]["evidence"]["processes"][-1]
     assert evidence["threads"] == 1  # fork copied one thread; the runtime's others are gone
