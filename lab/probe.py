@@ -505,7 +505,10 @@ def run_step(step: dict) -> dict:
                 break
     finally:
         kill_group(proc.pid)
-        proc.wait()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # unkillable (D state): report it, do not wait forever
+            out["unreaped"] = proc.pid
     out["events"] = events
     out["stderr"] = buf[proc.stderr.fileno()].decode(errors="replace")[-2000:]
     out["seconds"] = round(time.monotonic() - start, 3)

@@ -45,7 +45,7 @@ def spawn():
     yield start
     for p in procs:
         probe.kill_group(p.pid)
-        p.wait()
+        p.wait(timeout=10)
 
 
 @pytest.mark.parametrize("code", [DEADLOCK, OWN_PIPE], ids=["futex-deadlock", "own-pipe"])
