@@ -112,7 +112,7 @@ def discover(ctx: Context) -> None:
     """A bare library declares nobody: find the users it serves by enumeration, so the
     fork and shell checks have someone to ask for (they are not compared to anything)."""
     module: Module = ctx.module
-    local = {line.split(":")[0] for line in ctx.target.run(["cat", "/etc/passwd"]).stdout.splitlines()}
+    local = ctx.target.local_users()
     result = ctx.target.scenario([ctx.step("discover", [{"fn": "getpwall"}])])[0]
     found = next((e.get("value") or [] for e in result["events"] if e.get("ev") == "call"), [])
     module.users = [User(**u) for u in found if u["name"] not in local]

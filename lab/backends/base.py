@@ -11,7 +11,6 @@ import select
 import shlex
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,7 +87,7 @@ class Target(abc.ABC):
             events = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
         except json.JSONDecodeError:
             events = []
-        if done.rc != 0 or (not events and args[0] != "kill-tree"):
+        if done.rc != 0 or not events:
             tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise LabError(f"probe {args[0]} failed in {self.name}: {tail}")
         return events
@@ -147,6 +146,10 @@ class Target(abc.ABC):
             *argv,
         ]
 
+    def local_users(self) -> set[str]:
+        """Names in the target's own /etc/passwd, i.e. the users no module serves."""
+        return {line.split(":")[0] for line in self.run(["cat", "/etc/passwd"]).stdout.splitlines()}
+
     @property
     def host(self) -> testinfra.host.Host:
         """testinfra's host, whose commands run in the target with this target's bound."""
@@ -200,7 +203,5 @@ class TestinfraBridge(testinfra.backend.base.BaseBackend):
 
     def run(self, command: str, *args: str, **kwargs: Any) -> testinfra.backend.base.CommandResult:
         cmd = self.get_command(command, *args)
-        started = time.monotonic()
         done = self.target.run(["/bin/sh", "-c", cmd], timeout=self.timeout)
-        self.last_seconds = time.monotonic() - started
         return self.result(done.rc, self.encode(cmd), done.stdout.encode(), done.stderr.encode())

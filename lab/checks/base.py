@@ -11,7 +11,6 @@ from lab.backends.base import Target
 from lab.elf import ElfInfo
 from lab.module import Group, Module, User
 
-STATUSES = ("pass", "fail", "hang", "crash", "error", "skip")
 UNKNOWN_NAME = "nsslab-no-such-entry"
 
 

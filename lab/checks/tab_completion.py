@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import pexpect
 
-from lab.backends.base import Target
 from lab.checks.base import Context, Outcome, check, describe_hang
 
 BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
@@ -104,10 +103,6 @@ def unique_prefix(name: str, others: set[str]) -> str | None:
     return None
 
 
-def local_names(target: Target) -> set[str]:
-    return {line.split(":")[0] for line in target.run(["cat", "/etc/passwd"]).stdout.splitlines()}
-
-
 @check("tab-completion")
 def tab_completion(ctx: Context) -> Outcome:
     """`ls ~<prefix><TAB>` in a real interactive bash with bash-completion completes.
@@ -120,7 +115,7 @@ def tab_completion(ctx: Context) -> Outcome:
     target, m = ctx.target, ctx.module
     if target.run(["test", "-r", BASH_COMPLETION]).rc != 0 or target.run(["test", "-x", "/bin/bash"]).rc:
         return Outcome("skip", f"bash or {BASH_COMPLETION} is not installed in the target")
-    names = local_names(target) | {u.name for u in m.users}
+    names = target.local_users() | {u.name for u in m.users}
     user = next((u for u in m.users if unique_prefix(u.name, names) and u.uid > 0), None)
     if user is None:
         return Outcome("skip", "no module user whose name has a unique completion prefix")
