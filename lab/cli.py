@@ -1,11 +1,14 @@
 """nsslab: run the lab on NSS modules.
 
-    nsslab run [MODULE ...] [--json FILE] [--junit FILE] [--check ID ...]
+    nsslab run [MODULE ...] [--json FILE] [--junit FILE] [--check ID ...] [--report-dir DIR]
     nsslab checks
+    nsslab reproduce stns
 
 MODULE is a module.toml, a directory holding one, or a bare libnss_<name>.so.2.
 With no MODULE, the built-in demo runs: golab (Go, freezes) and clab (C, passes), judged
 against their manifests' [expect] tables (exit 0 when golab froze and clab passed).
+Every hang or crash is diagnosed (lab.forensics): its cause is in the table, in the JSON
+("cause", "evidence") and in an evidence file under the report directory.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from pathlib import Path
 
 from lab.checks import ORDER, REGISTRY
 from lab.errors import LabError
+from lab.forensics import CAUSES
+from lab.report.evidence import write_evidence
 from lab.report.machine import write_json, write_junit
 from lab.report.table import render
 from lab.runner import run_module
@@ -60,20 +65,37 @@ def command(argv: list[str] | None) -> int:
         default=20.0,
         help="seconds a step may take before it counts as a hang (default 20)",
     )
-    sub.add_parser("checks", help="list the checks and the bugs they catch")
+    run.add_argument(
+        "--report-dir",
+        type=Path,
+        default=Path("nsslab-report"),
+        help="where the evidence file of each hang or crash goes (default ./nsslab-report)",
+    )
+    sub.add_parser("checks", help="list the checks, the bugs they catch and the causes the lab names")
+    reproduce = sub.add_parser("reproduce", help="replay a known incident step by step")
+    reproduce.add_argument("incident", choices=["stns"], help="stns: the libnss_stns bash freeze")
+    reproduce.add_argument("--step-timeout", type=float, default=20.0, help="bound per step (default 20)")
     args = parser.parse_args(argv)
 
     if args.command == "checks":
         for check_id in ORDER:
             doc = inspect.getdoc(REGISTRY[check_id]) or ""
             print(f"{check_id}\n" + "\n".join(f"    {line}" for line in doc.splitlines()) + "\n")
+        print("causes named for a hang or crash:")
+        for cause, meaning in CAUSES.items():
+            print(f"    {cause:<22} {meaning}")
         return 0
+    if args.command == "reproduce":
+        from lab.reproduce import reproduce_stns
+
+        return reproduce_stns(BUILTIN / "golab", args.step_timeout)
 
     modules = args.modules or [str(BUILTIN / name) for name in DEMO]
     expect_mode = args.expect or not args.modules
     reports = []
     for path in modules:
         report = run_module(path, args.target, args.check, args.step_timeout)
+        write_evidence(report, args.report_dir)
         print(render(report), flush=True)
         reports.append(report)
     if args.json:

@@ -17,21 +17,29 @@ quickly when every thread is stuck in a wait that nothing outside the tree can e
 (a private futex with no timeout, wait4 on stuck children, a read on a pipe whose
 writers are all stuck). A thread in a timed sleep is slow, not hung: it is left to the
 step's deadline.
+
+Before a hung process is killed, and after a step crashed, the probe gathers evidence for
+the lab's diagnosis: gdb backtraces of every thread (and goroutine, for Go), the mapped
+objects, futex owners. It only collects; naming the cause happens in lab/forensics.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import glob
 import grp
 import json
 import os
 import platform
 import pwd
 import select
+import shutil
 import signal
+import struct
 import subprocess
 import sys
+import tempfile
 import time
 
 QUICK_WINDOW = 0.5  # stuck in waits only the tree itself could end
@@ -90,6 +98,10 @@ SYSCALLS = {
 }.get(platform.machine(), {})
 FUTEX_WAITS = {0, 6, 9, 11, 13}  # WAIT, LOCK_PI, WAIT_BITSET, WAIT_REQUEUE_PI, LOCK_PI2
 FUTEX_PRIVATE = 0x80
+GDB_TIMEOUT = 10.0  # hard bound per gdb run; an attach takes 0.5-0.8 s here
+GDB_MAX_PROCESSES = 3  # the deepest hung processes get a backtrace, in parallel
+GDB_OUTPUT_LIMIT = 200_000
+FATAL_SIGNALS = "SIGSEGV SIGABRT SIGBUS SIGFPE SIGILL SIGSYS SIGTRAP"
 
 
 def emit(obj: dict) -> None:
@@ -327,6 +339,7 @@ def evidence(threads: dict[int, list[dict]]) -> list[dict]:
                 "cmdline": read(f"/proc/{pid}/cmdline").replace("\0", " ").strip(),
                 "threads": len(states),
                 "nss_modules": nss_modules(pid),
+                "parent": parent_facts(pid),
                 "tasks": [
                     {
                         "tid": t["tid"],
@@ -336,12 +349,197 @@ def evidence(threads: dict[int, list[dict]]) -> list[dict]:
                         "call": t.get("call"),
                         "wchan": t["wchan"],
                         "syscall": " ".join(t["syscall"][:5]),
+                        "futex": futex_word(pid, t),
                     }
                     for t in states
                 ],
             }
         )
     return out
+
+
+def parent_facts(pid: int) -> dict:
+    """What the parent had when PID hung: a child made by fork without exec shares its
+    parent's image and inherited its loaded modules, but only one of its threads."""
+    fields = stat_fields(f"/proc/{pid}/stat")
+    ppid = int(fields[1]) if len(fields) > 1 else 0
+    try:
+        threads = len(os.listdir(f"/proc/{ppid}/task"))
+        same_exe = os.readlink(f"/proc/{pid}/exe") == os.readlink(f"/proc/{ppid}/exe")
+    except OSError:
+        return {"pid": ppid, "alive": False}
+    return {
+        "pid": ppid,
+        "alive": True,
+        "threads": threads,
+        "nss_modules": nss_modules(ppid),
+        "fork_without_exec": same_exe and read(f"/proc/{pid}/cmdline") == read(f"/proc/{ppid}/cmdline"),
+        "tids": sorted(int(t) for t in os.listdir(f"/proc/{ppid}/task")) if threads < 200 else [],
+    }
+
+
+def futex_word(pid: int, t: dict) -> dict | None:
+    """For a futex wait, the words at its address. For a pthread mutex these are
+    __lock, __count and __owner: the owner's tid tells who holds the lock."""
+    if t.get("call") != "futex" or len(t["syscall"]) < 2:
+        return None
+    addr = int(t["syscall"][1], 16)
+    try:
+        fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
+        try:
+            lock, count, owner = struct.unpack("=iIi", os.pread(fd, 12, addr))
+        finally:
+            os.close(fd)
+    except (OSError, struct.error):
+        return {"addr": hex(addr)}
+    return {"addr": hex(addr), "word": lock, "count": count, "owner": owner}
+
+
+# ---------------------------------------------------------------- gdb
+
+
+GDB_COMMON = """set pagination off
+set width 0
+set confirm off
+set print frame-info location-and-address
+set print frame-arguments none
+set print entry-values no
+"""
+GDB_REPORT = """info threads
+thread apply all bt
+python
+def _nsslab_report():
+    inferior = gdb.selected_inferior()
+    if not inferior.pid:
+        return
+    print("nsslab-maps-begin")
+    print(open("/proc/%d/maps" % inferior.pid).read().rstrip())
+    print("nsslab-maps-end")
+    try:
+        allgs = gdb.parse_and_eval("'runtime.allgs'")
+    except gdb.error:
+        return  # not a Go process
+    for name in ("runtime_init_done", "'runtime.iscgo'"):
+        try:
+            print("nsslab-go %s = %s" % (name.strip("'"), gdb.parse_and_eval(name)))
+        except gdb.error as e:
+            print("nsslab-go %s unknown: %s" % (name.strip("'"), e))
+    if not GO_SCRIPT:
+        print("nsslab-go goroutines unavailable: no runtime-gdb.py in the target")
+        return
+    gdb.execute("source " + GO_SCRIPT)
+    for n, ptr in enumerate(SliceValue(allgs)):
+        if n >= 64:
+            print("nsslab-go more goroutines not shown")
+            break
+        status = ptr["atomicstatus"]
+        try:
+            status = int(status)
+        except gdb.error:
+            status = int(status["value"])  # Go >= 1.20 wraps it in atomic.Uint32
+        if status == 6:  # _Gdead
+            continue
+        goid = int(ptr["goid"])
+        print("Goroutine %d (status %d):" % (goid, status))
+        try:
+            gdb.execute("goroutine %d bt" % goid)
+        except gdb.error as e:
+            print("  no backtrace: %s" % e)
+_nsslab_report()
+end
+"""
+GDB_CRASH = """set startup-with-shell off
+handle all nostop noprint pass
+handle {fatal} stop print nopass
+run
+python
+def _nsslab_signal():
+    if not gdb.selected_inferior().pid:
+        print("nsslab-crash not reproduced under gdb")
+        return
+    info = gdb.parse_and_eval("$_siginfo")
+    signo = int(info["si_signo"])
+    print("nsslab-crash signal %d" % signo)
+    if signo in (4, 7, 8, 11):  # SIGILL, SIGBUS, SIGFPE, SIGSEGV carry the faulting address
+        print("nsslab-crash fault-address 0x%x" % int(info["_sifields"]["_sigfault"]["si_addr"]))
+_nsslab_signal()
+end
+"""
+
+
+def go_gdb_script() -> str:
+    """The Go toolchain's gdb helpers (goroutine listing), if a Go toolchain is installed."""
+    found = sorted(
+        glob.glob("/usr/lib/go*/src/runtime/runtime-gdb.py")
+        + glob.glob("/usr/local/go/src/runtime/runtime-gdb.py")
+    )
+    return found[-1] if found else ""
+
+
+def run_gdb(args: list[str], script: str, env: dict | None = None, timeout: float = GDB_TIMEOUT) -> dict:
+    """Starts gdb (its own process group, killed past TIMEOUT) on SCRIPT; returns its text."""
+    if not shutil.which("gdb"):
+        return {"error": "gdb is not installed in the target"}
+    text = GDB_COMMON + script.replace("GO_SCRIPT", repr(go_gdb_script()))
+    fd, path = tempfile.mkstemp(prefix="nsslab-gdb-", suffix=".gdb")
+    os.write(fd, text.encode())
+    os.close(fd)
+    start = time.monotonic()
+    argv = ["gdb", "-batch", "-nx", "-iex", "set debuginfod enabled off", "-iex", "set auto-load no"]
+    proc = subprocess.Popen(
+        [*argv, "-x", path, *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=env or {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"},
+    )
+    return {"proc": proc, "path": path, "start": start, "deadline": start + timeout}
+
+
+def finish_gdb(job: dict) -> dict:
+    if "error" in job:
+        return job
+    proc = job["proc"]
+    try:
+        out, _ = proc.communicate(timeout=max(0.1, job["deadline"] - time.monotonic()))
+        result = {"text": out.decode(errors="replace")[-GDB_OUTPUT_LIMIT:]}
+    except subprocess.TimeoutExpired:
+        kill_pids(tree(proc.pid))  # gdb and the program it runs
+        out, _ = proc.communicate()
+        result = {"text": out.decode(errors="replace")[-GDB_OUTPUT_LIMIT:], "error": "gdb timed out"}
+    kill_group(proc.pid)
+    os.unlink(job["path"])
+    result["seconds"] = round(time.monotonic() - job["start"], 3)
+    return result
+
+
+def attach_backtraces(procs: list[dict]) -> None:
+    """Adds gdb backtraces to the deepest hung processes (not the ones only waiting for
+    their children), attaching to them in parallel while they are still stuck."""
+    leaves = [p for p in procs if any(t["wait"] != "children" for t in p["tasks"])] or procs
+    jobs = [(p, run_gdb(["-p", str(p["pid"])], GDB_REPORT)) for p in leaves[-GDB_MAX_PROCESSES:]]
+    for p, job in jobs:
+        p["gdb"] = finish_gdb(job)
+
+
+def crash_backtrace(step: dict, in_child: bool) -> dict:
+    """Runs STEP again under gdb, stopping at the first fatal signal: the signal, the
+    faulting address, every thread's backtrace and the maps at the moment of the crash."""
+    follow = "set follow-fork-mode child\n" if in_child else ""
+    fd, path = tempfile.mkstemp(prefix="nsslab-step-", suffix=".json")
+    os.write(fd, json.dumps(step).encode())
+    os.close(fd)
+    try:
+        job = run_gdb(
+            ["--args", sys.executable, "-I", "-S", os.path.abspath(__file__), "worker", f"@{path}"],
+            follow + GDB_CRASH.format(fatal=FATAL_SIGNALS) + GDB_REPORT,
+            env=step.get("env"),
+            timeout=step.get("timeout", 20.0) + GDB_TIMEOUT,
+        )
+        return finish_gdb(job)
+    finally:
+        os.unlink(path)
 
 
 # ---------------------------------------------------------------- calls (in the worker)
@@ -494,14 +692,13 @@ def run_step(step: dict) -> dict:
                 break
             hung = watch.sample(group(proc.pid))
             if hung and not hung.get("idle"):
+                attach_backtraces(hung["processes"])
                 out |= {"outcome": "hang", "hang": hung}
                 break
             if time.monotonic() - start > deadline:
-                out |= {
-                    "outcome": "timeout",
-                    "timeout": deadline,
-                    "hang": {"processes": evidence(snapshot(group(proc.pid)))},
-                }
+                hung = {"processes": evidence(snapshot(group(proc.pid)))}
+                attach_backtraces(hung["processes"])
+                out |= {"outcome": "timeout", "timeout": deadline, "hang": hung}
                 break
     finally:
         kill_group(proc.pid)
@@ -512,6 +709,9 @@ def run_step(step: dict) -> dict:
     out["events"] = events
     out["stderr"] = buf[proc.stderr.fileno()].decode(errors="replace")[-2000:]
     out["seconds"] = round(time.monotonic() - start, 3)
+    child_crash = any(e.get("ev") == "child-exit" and e["code"] < 0 for e in events)
+    if out.get("code", 0) < 0 or child_crash:
+        out["crash"] = crash_backtrace(step, in_child=child_crash)
     return out
 
 
@@ -531,6 +731,8 @@ def watch_tree(root: int, quick: float, slow: float, timeout: float) -> None:
             return
         hung = w.sample(pids)
         if hung:
+            if not hung.get("idle"):
+                attach_backtraces(hung["processes"])
             emit(
                 {
                     "ev": "watch",
@@ -552,13 +754,17 @@ def as_user(uid: int, gid: int, groups: list[int], argv: list[str]) -> None:
     os.execvp(argv[0], argv)
 
 
-def kill_tree(root: int) -> None:
-    pids = tree(root)
+def kill_pids(pids: set[int]) -> None:
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def kill_tree(root: int) -> None:
+    pids = tree(root)
+    kill_pids(pids)
     emit({"ev": "killed", "pids": sorted(pids)})
 
 
@@ -566,8 +772,8 @@ def main(argv: list[str]) -> int:
     cmd, args = argv[0], argv[1:]
     if cmd == "scenario":
         scenario(json.loads(args[0]))
-    elif cmd == "worker":
-        worker(json.loads(args[0]))
+    elif cmd == "worker":  # the step as JSON, or @FILE holding it (gdb splits arguments at spaces)
+        worker(json.loads(read(args[0][1:]) if args[0].startswith("@") else args[0]))
     elif cmd == "watch":
         root, quick, slow, timeout = int(args[0]), *map(float, args[1:4])
         watch_tree(root, quick, slow, timeout)

@@ -22,6 +22,11 @@ class CheckResult:
     reason: str
     seconds: float
     details: dict = field(default_factory=dict)
+    evidence: dict | None = None  # hang or crash: cause, explanation, proving frames, raw evidence
+
+    @property
+    def cause(self) -> str | None:
+        return self.evidence["cause"] if self.evidence else None
 
 
 @dataclass
@@ -103,9 +108,8 @@ def run_check(check_id: str, ctx: Context, done: list[CheckResult]) -> CheckResu
         outcome = Outcome("error", str(e))
     except Exception as e:  # a bug in the lab must not hide the other checks' verdicts
         outcome = Outcome("error", f"internal error in the lab: {type(e).__name__}: {e}")
-    return CheckResult(
-        check_id, outcome.status, outcome.reason, round(time.monotonic() - started, 3), outcome.details
-    )
+    seconds = round(time.monotonic() - started, 3)
+    return CheckResult(check_id, outcome.status, outcome.reason, seconds, outcome.details, outcome.evidence)
 
 
 def discover(ctx: Context) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from lab.backends.base import Target
 from lab.elf import ElfInfo
+from lab.forensics import Diagnosis, diagnose
 from lab.module import Group, Module, User
 
 UNKNOWN_NAME = "nsslab-no-such-entry"
@@ -19,6 +20,18 @@ class Outcome:
     status: str
     reason: str
     details: dict[str, Any] = field(default_factory=dict)
+    evidence: dict[str, Any] | None = None  # for a hang or crash: the diagnosis and what it rests on
+
+    @property
+    def cause(self) -> str | None:
+        return self.evidence["cause"] if self.evidence else None
+
+
+def forensic(diagnosis: Diagnosis | None, raw: dict | None, step: str | None = None) -> dict | None:
+    """The evidence a report carries: the named cause, its proof, and the raw material."""
+    if diagnosis is None:
+        return None
+    return diagnosis.as_dict() | {"step": step, "raw": raw}
 
 
 @dataclass
@@ -136,22 +149,25 @@ def describe_hang(hang: dict) -> str:
     )
 
 
-def judge(result: dict, where: str = "") -> Outcome | None:
-    """The non-pass outcome of a probe step (hang, crash, error), or None if it returned."""
+def judge(ctx: Context, result: dict, where: str = "") -> Outcome | None:
+    """The non-pass outcome of a probe step (hang, crash, error), or None if it returned.
+    A hang or crash carries its diagnosis (lab.forensics) as evidence."""
     pending = in_progress(result)
     doing = f"{label(pending)} in the {pending['where']}" if pending else "the step"
     prefix = f"{where}: " if where else ""
     details = {"step": result.get("id"), "seconds": result.get("seconds")}
+    raw = result.get("crash") or result.get("hang")
+    evidence = forensic(diagnose(result, ctx.module.name), raw, result.get("id"))
     if result["outcome"] == "hang":
-        details["evidence"] = result["hang"]
-        return Outcome("hang", f"{prefix}{doing} never returned: {describe_hang(result['hang'])}", details)
+        reason = f"{prefix}{doing} never returned: {describe_hang(result['hang'])}"
+        return Outcome("hang", reason, details, evidence)
     if result["outcome"] == "timeout":
-        details["evidence"] = result.get("hang")
         return Outcome(
             "hang",
             f"{prefix}{doing} gave no answer within {result['timeout']:g} s "
             "(threads were not provably stuck: slow or waiting outside)",
             details,
+            evidence,
         )
     child_exit = next((e["code"] for e in result["events"] if e.get("ev") == "child-exit" and e["code"]), 0)
     code = result.get("code", 0)
@@ -161,7 +177,7 @@ def judge(result: dict, where: str = "") -> Outcome | None:
             glibc = [line for line in details["stderr"].splitlines() if "glibc" in line.lower()]
             extra = f" ({glibc[-1].strip()})" if glibc else ""
             return Outcome(
-                "crash", f"{prefix}{who} killed by {signal_name(c)} during {doing}{extra}", details
+                "crash", f"{prefix}{who} killed by {signal_name(c)} during {doing}{extra}", details, evidence
             )
     if code != 0:
         last = (result.get("stderr", "").strip().splitlines() or ["no message"])[-1]

@@ -24,7 +24,7 @@ def fork_child(ctx: Context) -> Outcome:
     results = ctx.target.scenario(steps)
     bad, wrong, ok = [], [], []
     for result in results:
-        outcome = judge(result, result["id"])
+        outcome = judge(ctx, result, result["id"])
         if outcome:
             bad.append(outcome)
             continue
@@ -35,7 +35,7 @@ def fork_child(ctx: Context) -> Outcome:
         "steps": {r["id"]: r["outcome"] for r in results},
         "passed": ok,
         "failures": [b.reason for b in bad] + wrong,
-        "evidence": [b.details for b in bad][:3],
+        "causes": {b.details["step"]: b.cause for b in bad},
     }
     children = sum(1 for r in results for e in r["events"] if e.get("ev") == "forked")
     if bad:
@@ -47,6 +47,7 @@ def fork_child(ctx: Context) -> Outcome:
             f"{worst.reason}; {fresh_ok} children of a parent that never used the "
             "module passed",
             details,
+            worst.evidence,
         )
     if wrong:
         return Outcome("fail", f"wrong answer in a forked child: {wrong[0]}", details)

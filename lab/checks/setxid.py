@@ -39,7 +39,7 @@ def setxid(ctx: Context) -> Outcome:
     failures, notes = [], []
     for order, result in zip(ORDERS, results, strict=True):
         threads = next((a["value"] for a in answers(result) if a["fn"] == "threads"), "?")
-        outcome = judge(result, f"{order} order ({ORDERS[order]}) with {threads} thread(s) running")
+        outcome = judge(ctx, result, f"{order} order ({ORDERS[order]}) with {threads} thread(s) running")
         if outcome is None:
             drop = next((a for a in answers(result) if a["fn"] == "drop"), None)
             if drop is None or not drop.get("ok"):
@@ -51,5 +51,6 @@ def setxid(ctx: Context) -> Outcome:
     details = {"orders": ORDERS, "results": [f.reason for f in failures] + notes}
     if failures:
         worst = next((f for f in failures if f.status == "crash"), failures[0])
-        return Outcome(worst.status, worst.reason + (f"; {notes[0]}" if notes else ""), details)
+        reason = worst.reason + (f"; {notes[0]}" if notes else "")
+        return Outcome(worst.status, reason, details, worst.evidence)
     return Outcome("pass", "; ".join(notes), details)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import pexpect
 
-from lab.checks.base import Context, Outcome, check, describe_hang
+from lab.checks.base import Context, Outcome, check, describe_hang, forensic
+from lab.forensics import diagnose_hang
 
 BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
 READY = "NSSLAB-READY"
@@ -171,8 +172,7 @@ def tab_completion(ctx: Context) -> Outcome:
             shell.close()
     details = {
         "attempts": {
-            who: {"status": a.status, "text": a.text, "seconds": round(a.seconds, 3), "evidence": a.evidence}
-            for who, a in runs
+            who: {"status": a.status, "text": a.text, "seconds": round(a.seconds, 3)} for who, a in runs
         },
         "notes": notes,
     }
@@ -180,5 +180,9 @@ def tab_completion(ctx: Context) -> Outcome:
     summary = "; ".join(f"{who}: {a.status} ({a.seconds:.2f} s)" for who, a in runs)
     if failed:
         who, worst = next(((w, a) for w, a in failed if a.status == "hang"), failed[0])
-        return Outcome(worst.status, f"as {who}, {worst.text} [{summary}]", details)
+        evidence = None
+        if worst.evidence:
+            diagnosis = diagnose_hang(worst.evidence.get("processes", []), m.name)
+            evidence = forensic(diagnosis, worst.evidence, f"{who}: ls ~{prefix}<TAB>")
+        return Outcome(worst.status, f"as {who}, {worst.text} [{summary}]", details, evidence)
     return Outcome("pass", f"`ls ~{prefix}<TAB>` completed [{summary}]", details)

@@ -25,6 +25,8 @@ def as_dict(reports: list[ModuleReport]) -> dict:
                         "status": c.status,
                         "reason": c.reason,
                         "seconds": c.seconds,
+                        "cause": c.cause,
+                        "evidence": c.evidence,
                         "details": c.details,
                     }
                     for c in r.checks
@@ -54,5 +56,9 @@ def write_junit(reports: list[ModuleReport], path: Path) -> None:
             if c.status == "skip":
                 ET.SubElement(case, "skipped", message=c.reason)
             elif c.status != "pass":
-                ET.SubElement(case, "failure", type=c.status, message=c.reason)
+                failure = ET.SubElement(case, "failure", type=c.status, message=c.reason)
+                if c.evidence:
+                    failure.text = f"cause: {c.cause}: {c.evidence['explanation']}\n" + "\n".join(
+                        c.evidence.get("frames") or []
+                    )
     ET.ElementTree(suites).write(path, encoding="unicode", xml_declaration=True)

@@ -20,4 +20,14 @@ def render(report: ModuleReport) -> str:
         wrapped = textwrap.wrap(c.reason, width - len(indent)) or [""]
         lines.append(f"  {c.id:<15} {c.status:<6} {c.seconds:>6.2f}s  {wrapped[0]}")
         lines += [indent + w for w in wrapped[1:]]
+        if c.evidence:
+            cause = f"cause: {c.cause} — {c.evidence['explanation']}"
+            lines += [indent + w for w in textwrap.wrap(cause, width - len(indent))]
+            proof = c.evidence.get("frames") or []
+            if proof:
+                lines.append(
+                    indent + f"proof: {proof[0]}" + (f" … (+{len(proof) - 1} frames)" if proof[1:] else "")
+                )
+            if c.evidence.get("file"):
+                lines.append(indent + f"evidence: {c.evidence['file']}")
     return "\n".join(lines) + "\n"
