@@ -69,7 +69,8 @@ def process_section(p: dict) -> list[str]:
     lines.append("  tid       comm             state wait          call       wchan                futex")
     for t in p.get("tasks", []):
         futex = t.get("futex") or {}
-        fx = f"{futex.get('addr', '')} owner={futex['owner']}" if "owner" in futex else futex.get("addr", "")
+        owner = futex.get("owner", 0)  # meaningful for a pthread mutex: a plausible tid
+        fx = f"{futex.get('addr', '')} owner={owner}" if 0 < owner < 1 << 22 else futex.get("addr", "")
         lines.append(
             f"  {t['tid']:<9} {t['comm'][:16]:<16} {t['state']:<5} {t['wait'][:13]:<13} "
             f"{(t.get('call') or '-')[:10]:<10} {(t.get('wchan') or '-')[:20]:<20} {fx}"

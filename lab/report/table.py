@@ -25,9 +25,8 @@ def render(report: ModuleReport) -> str:
             lines += [indent + w for w in textwrap.wrap(cause, width - len(indent))]
             proof = c.evidence.get("frames") or []
             if proof:
-                lines.append(
-                    indent + f"proof: {proof[0]}" + (f" … (+{len(proof) - 1} frames)" if proof[1:] else "")
-                )
+                tail = f" … {proof[-1]} ({len(proof)} frames)" if proof[1:] else ""
+                lines.append(indent + f"proof: {proof[0]}{tail}")
             if c.evidence.get("file"):
                 lines.append(indent + f"evidence: {c.evidence['file']}")
     return "\n".join(lines) + "\n"
