@@ -209,15 +209,12 @@ def entry_frame(stack: Stack, module: Culprit) -> str | None:
 def lock_wait(report: GdbReport, module: Culprit, p: dict) -> tuple[list[str], str, str] | None:
     """A thread blocked in a lock primitive whose nearest caller outside libc is the module."""
     for t in report.threads:
-        i = next((i for i, f in enumerate(t.frames) if LOCKS.search(f.func)), None)
-        if i is None:
+        caller = next((j for j, f in enumerate(t.frames) if not is_libc(f)), None)
+        locks = [i for i, f in enumerate(t.frames[:caller]) if LOCKS.search(f.func)]
+        if caller is None or not locks or not module.owns(t.frames[caller]):
             continue
-        caller = next((j for j in range(i + 1, len(t.frames)) if not is_libc(t.frames[j])), None)
-        if caller is None or not module.owns(t.frames[caller]):
-            continue
-        frames = [str(f) for f in t.frames[: caller + 1]][-MAX_FRAMES:]
-        mutex = any(MUTEX.search(f.func) for f in t.frames[: i + 1])
-        return frames, lock_owner(t, p, mutex), t.frames[i].func
+        mutex = any(MUTEX.search(f.func) for f in t.frames[:caller])
+        return path_to_entry(t.frames, module), lock_owner(t, p, mutex), clean(t.frames[locks[-1]].func)
     return None
 
 
@@ -239,6 +236,19 @@ def lock_owner(t: Stack, p: dict, mutex: bool) -> str:
     if owner not in own:
         return f"the mutex's owner, tid {owner}, does not exist in this process"
     return f"the mutex is held by tid {owner} of this process"
+
+
+def path_to_entry(frames: list[Frame], module: Culprit) -> list[str]:
+    """The innermost frames down to the module's _nss_ entry point (or its first frame)."""
+    entry = next((i for i, f in enumerate(frames) if f"_nss_{module.name}_" in f.func), None)
+    if entry is None or entry - (module.first(frames) or 0) > MAX_FRAMES:
+        return path_to_module(frames, module)
+    return [str(f) for f in frames[: entry + 1]][-MAX_FRAMES:]
+
+
+def clean(func: str) -> str:
+    """glibc's internal aliases read as the public name: __GI___pthread_mutex_lock → pthread_mutex_lock."""
+    return func.removeprefix("__GI_").lstrip("_")
 
 
 def path_to_module(frames: list[Frame], module: Culprit) -> list[str]:
@@ -287,7 +297,7 @@ def diagnose_crash(crash: dict, name: str) -> Diagnosis:
         inside = frames[: next((i for i, f in enumerate(frames) if not is_libc(f)), len(frames))]
         setxid_at = max((i for i, f in enumerate(inside) if SETXID.search(f.func)), default=None)
         if abort_at is not None and setxid_at is not None and helpers:
-            call = frames[setxid_at].func.removeprefix("__GI_").lstrip("_")
+            call = clean(frames[setxid_at].func)
             return Diagnosis(
                 "setxid-abort",
                 f"glibc aborted in {call}: it changes the id of every thread "
@@ -298,25 +308,26 @@ def diagnose_crash(crash: dict, name: str) -> Diagnosis:
                 facts,
             )
         if blamed(frames, module):
+            first = module.first(frames) or 0
+            callee = clean(frames[first - 1].func) if first else "abort"
             return Diagnosis(
                 "abort-in-module",
-                f"{module.lib}* aborted the process: {frames[module.first(frames)].func} called "
-                f"{frames[abort_at].func if abort_at is not None else 'abort'}",
-                path_to_module(frames, module),
+                f"{module.lib}* aborted the process: {frames[first].func} called {callee}",
+                path_to_entry(frames, module),
                 facts,
             )
     if report.signal in (signal.SIGSEGV, signal.SIGBUS):
         address_in_module = report.object_at(report.fault_address).rsplit("/", 1)[-1].startswith(module.lib)
         if blamed(frames, module) or address_in_module:
             first = module.first(frames)
+            top = frames[0].func if frames[0].func != "??" else f"code of {frames[0].lib or '?'}"
             if first == 0:
-                how = f"{sig} in {frames[0].func}, code of {module.lib}*"
+                how = f"{sig} in {top}, code of {module.lib}*"
             elif first is not None:
-                caller = frames[first].func
-                how = f"{sig} in {frames[0].func}, called by {caller} of {module.lib}* with bad data"
+                how = f"{sig} in {top}, called by {frames[first].func} of {module.lib}* with bad data"
             else:
                 how = f"{sig}: the faulting address lies in {module.lib}*"
-            return Diagnosis("segfault-in-module", how, path_to_module(frames, module), facts)
+            return Diagnosis("segfault-in-module", how, path_to_entry(frames, module), facts)
     top = str(frames[0]) if frames else "no frames"
     return Diagnosis(
         "unknown",

@@ -15,7 +15,7 @@ def test_golab_freezes_forked_children_in_the_go_runtime(lab_run):
     hung = [step for step, outcome in fork.details["steps"].items() if outcome == "hang"]
     assert len(hung) >= 4, hung  # a race per call, but 5 children per entry point: most entries hang
     assert all(step.startswith("after-use") for step in hung), "a child of a fresh parent must pass"
-    evidence = fork.details["evidence"][0]["evidence"]["processes"][-1]
+    evidence = fork.evidence["raw"]["processes"][-1]
     assert evidence["threads"] == 1  # fork copied one thread; the runtime's others are gone
     assert [t["wait"] for t in evidence["tasks"]] == ["self"]  # a private futex, forever
     assert any(m.endswith("libnss_golab.so.2") for m in evidence["nss_modules"])
