@@ -44,6 +44,12 @@ class Shell:
             self.close()
             raise
 
+    def run_line(self, line: str) -> str:
+        """Types LINE and returns what it printed before the next prompt."""
+        self.proc.sendline(line)
+        self.proc.expect_exact("nsslab$ ", timeout=self.ctx.step_timeout)
+        return "\n".join(self.proc.before.replace("\r", "").splitlines()[1:])
+
     def nss_modules(self) -> list[str]:
         maps = self.target.probe("maps", str(self.pid))
         return [m.rsplit("/", 1)[-1] for m in maps[0]["nss_modules"]]

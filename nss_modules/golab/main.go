@@ -18,6 +18,7 @@ import "C"
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -297,6 +298,19 @@ func _nss_golab_initgroups_dyn(name *C.char, skip C.gid_t, start *C.long, size *
 		}
 	}
 	return C.NSS_STATUS_SUCCESS
+}
+
+// init runs once, when the library is loaded: the runtime starts from the loader's
+// constructor (_rt0_amd64_lib) and never again, not in a forked child either. With
+// GOLAB_INIT_LOG set it records the pid, as libnss_stns logged "call init" to syslog;
+// `nsslab reproduce stns` reads it.
+func init() {
+	if path := os.Getenv("GOLAB_INIT_LOG"); path != "" {
+		if f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0); err == nil {
+			fmt.Fprintf(f, "golab: init in pid %d\n", os.Getpid())
+			f.Close()
+		}
+	}
 }
 
 func main() {}
