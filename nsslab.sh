@@ -2,13 +2,15 @@
 # The lab's single entry point on a fresh Debian 12 machine (run as root):
 #   ./nsslab.sh run [ARGS]    install what is needed, then `nsslab run ARGS` (default: the built-in demo)
 #   ./nsslab.sh test [ARGS]   install what is needed, then the lab's own test suite (pytest ARGS)
+#   ./nsslab.sh reproduce     install what is needed, then `nsslab reproduce stns`
 #   ./nsslab.sh setup         only install
 # It installs Debian packages (once), a venv in .venv with the lab, and the modules are built
 # by the lab itself from their manifests.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 
-PACKAGES=(golang-go gcc make libc6-dev bash bash-completion python3 python3-venv util-linux mount procps gdb)
+# gdb + libc6-dbg: backtraces with glibc frame names; strace: `nsslab reproduce stns` step 1.
+PACKAGES=(golang-go gcc make libc6-dev bash bash-completion python3 python3-venv util-linux mount procps gdb libc6-dbg strace)
 
 log() { printf 'nsslab.sh: %s\n' "$*" >&2; }
 
@@ -44,7 +46,8 @@ install_venv
 export GOPROXY=off HOME=${HOME:-/root}  # the sample Go module needs nothing from the network
 case "$command" in
     run) exec .venv/bin/nsslab run "$@" ;;
+    reproduce) exec .venv/bin/nsslab reproduce "${@:-stns}" ;;
     test) exec .venv/bin/python -m pytest "$@" ;;
     setup) log "ready: .venv/bin/nsslab" ;;
-    *) log "usage: ./nsslab.sh run|test|setup [ARGS]"; exit 2 ;;
+    *) log "usage: ./nsslab.sh run|test|reproduce|setup [ARGS]"; exit 2 ;;
 esac

@@ -3,6 +3,8 @@
 
 - time to verdict per built-in module (whole `nsslab run` of one module, build excluded);
 - time to declare a hang: a forked child of a golab-loaded process, N times;
+- the evidence for each hang (gdb attach to the hung child, before the kill; goal <= 2 s)
+  and for a crash (the step re-run under gdb);
 - the slow module's (300 ms per lookup) wall time for the same step, which must pass.
 
 Run as root: .venv/bin/python bench/speed.py [N]
@@ -61,8 +63,13 @@ def main() -> None:
     hangs = [r for r in golab if r["outcome"] == "hang"]
     print(f"\ntime to declare a hang (golab, forked child enumerating): {len(hangs)}/{len(golab)} hung")
     if hangs:
-        print(f"  step start to verdict: {figures([r['seconds'] for r in hangs])}")
+        print(f"  step start to verdict: {figures([r['hang']['declared_after'] for r in hangs])}")
         print(f"  stuck before declared: {figures([r['hang']['stuck_seconds'] for r in hangs])}")
+        print(f"  evidence (gdb, before the kill): {figures([r['hang']['evidence_seconds'] for r in hangs])}")
+    crashes = [c for name in ("abortlab", "segvlab") for c in run_module(MODULES / name).checks if c.evidence]
+    print("\nevidence for a crash (the step re-run under gdb):")
+    for c in crashes:
+        print(f"  {c.id}: {c.cause}, gdb re-run {c.evidence['raw'].get('seconds')} s")
     slow = fork_step("slowlab", repeat)
     print(
         f"\nslow module (300 ms per lookup), same step: "

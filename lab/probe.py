@@ -692,7 +692,9 @@ def run_step(step: dict) -> dict:
                 break
             hung = watch.sample(group(proc.pid))
             if hung and not hung.get("idle"):
+                hung["declared_after"] = round(time.monotonic() - start, 3)
                 attach_backtraces(hung["processes"])
+                hung["evidence_seconds"] = round(time.monotonic() - start - hung["declared_after"], 3)
                 out |= {"outcome": "hang", "hang": hung}
                 break
             if time.monotonic() - start > deadline:
