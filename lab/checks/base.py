@@ -149,7 +149,7 @@ def describe_hang(hang: dict) -> str:
     )
 
 
-def judge(ctx: Context, result: dict, where: str = "") -> Outcome | None:
+def judge(result: dict, module: str, where: str = "") -> Outcome | None:
     """The non-pass outcome of a probe step (hang, crash, error), or None if it returned.
     A hang or crash carries its diagnosis (lab.forensics) as evidence."""
     pending = in_progress(result)
@@ -157,7 +157,7 @@ def judge(ctx: Context, result: dict, where: str = "") -> Outcome | None:
     prefix = f"{where}: " if where else ""
     details = {"step": result.get("id"), "seconds": result.get("seconds")}
     raw = result.get("crash") or result.get("hang")
-    evidence = forensic(diagnose(result, ctx.module.name), raw, result.get("id"))
+    evidence = forensic(diagnose(result, module), raw, result.get("id"))
     if result["outcome"] == "hang":
         reason = f"{prefix}{doing} never returned: {describe_hang(result['hang'])}"
         return Outcome("hang", reason, details, evidence)

@@ -24,7 +24,7 @@ def fork_child(ctx: Context) -> Outcome:
     results = ctx.target.scenario(steps)
     bad, wrong, ok = [], [], []
     for result in results:
-        outcome = judge(ctx, result, result["id"])
+        outcome = judge(result, ctx.module.name, result["id"])
         if outcome:
             bad.append(outcome)
             continue

@@ -17,7 +17,7 @@ def go_runtime(ctx: Context) -> Outcome:
     lookup = ctx.first_lookup()
     calls = [{"fn": "threads"}, lookup, {"fn": "threads"}, lookup, {"fn": "threads"}, {"fn": "mapped"}]
     result = ctx.target.scenario([ctx.step("go-runtime", calls)])[0]
-    bad = judge(ctx, result, "fresh process")
+    bad = judge(result, ctx.module.name, "fresh process")
     if bad:
         return bad
     got = answers(result)

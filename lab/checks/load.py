@@ -21,7 +21,7 @@ def load(ctx: Context) -> Outcome:
         )
     first = ctx.first_lookup()
     result = ctx.target.scenario([ctx.step("load", [first, {"fn": "mapped"}, {"fn": "threads"}])])[0]
-    bad = judge(ctx, result, f"first lookup {label(first)} in a fresh process")
+    bad = judge(result, ctx.module.name, f"first lookup {label(first)} in a fresh process")
     if bad:
         return bad
     got = answers(result)

@@ -39,7 +39,9 @@ def setxid(ctx: Context) -> Outcome:
     failures, notes = [], []
     for order, result in zip(ORDERS, results, strict=True):
         threads = next((a["value"] for a in answers(result) if a["fn"] == "threads"), "?")
-        outcome = judge(ctx, result, f"{order} order ({ORDERS[order]}) with {threads} thread(s) running")
+        outcome = judge(
+            result, ctx.module.name, f"{order} order ({ORDERS[order]}) with {threads} thread(s) running"
+        )
         if outcome is None:
             drop = next((a for a in answers(result) if a["fn"] == "drop"), None)
             if drop is None or not drop.get("ok"):

@@ -68,27 +68,32 @@ MODULE = Module(
 
 
 def test_hang_names_the_call_the_thread_and_the_module():
-    outcome = judge(GO_CHILD_HANG)
+    outcome = judge(GO_CHILD_HANG, "golab")
     assert outcome.status == "hang"
     assert "getpwnam('pyama') in the child never returned" in outcome.reason
     assert "futex (self)" in outcome.reason and "libnss_golab.so.2" in outcome.reason
     assert describe_hang(GO_CHILD_HANG["hang"]).startswith("1 thread(s) stuck in futex (self)")
+    # /proc alone proves no cause: without a backtrace the diagnosis says so, and claims nothing
+    assert outcome.cause == "unknown" and "no backtrace" in outcome.evidence["explanation"]
 
 
 def test_abort_is_a_crash_with_the_signal_and_the_call():
-    outcome = judge(SETPRIV_ABORT, "setpriv order")
+    outcome = judge(SETPRIV_ABORT, "golab", "setpriv order")
     assert outcome.status == "crash"
     assert "killed by SIGABRT during drop() in the parent" in outcome.reason
 
 
 def test_timeout_is_a_hang_that_says_it_was_not_proven():
-    outcome = judge({**RETURNED, "outcome": "timeout", "timeout": 20.0})
+    outcome = judge({**RETURNED, "outcome": "timeout", "timeout": 20.0}, "golab")
     assert outcome.status == "hang" and "not provably stuck" in outcome.reason
 
 
 def test_returned_step_has_no_bad_outcome():
-    assert judge(RETURNED) is None
-    assert judge({**RETURNED, "code": 1, "stderr": "Traceback\nValueError: x"}).status == "error"
+    assert judge(RETURNED, "golab") is None
+    assert (
+        judge({**RETURNED, "code": 1, "stderr": "x"}, "golab").evidence is None
+    )  # an error is not diagnosed
+    assert judge({**RETURNED, "code": 1, "stderr": "Traceback\nValueError: x"}, "golab").status == "error"
 
 
 def test_answers_are_compared_with_the_manifest():
