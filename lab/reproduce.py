@@ -17,7 +17,15 @@ from lab import elf
 from lab.backends import get_target
 from lab.backends.sandbox import MOUNT_TAG
 from lab.checks.base import Context
-from lab.checks.tab_completion import BASH_COMPLETION, RCFILE, TABS, Attempt, Shell, unique_prefix
+from lab.checks.tab_completion import (
+    BASH_COMPLETION,
+    RCFILE,
+    TABS,
+    Attempt,
+    Shell,
+    login_env,
+    unique_prefix,
+)
 from lab.errors import CommandTimeout, LabError
 from lab.forensics import Diagnosis, diagnose_hang
 from lab.module import ensure_built, load
@@ -206,17 +214,8 @@ class Replay:
     # ---- pieces
 
     def shell(self, who: str, argv: list[str], home: str) -> Shell:
-        env = {
-            "HOME": home,
-            "USER": who,
-            "LOGNAME": who,
-            "TERM": "dumb",
-            "SHELL": "/bin/bash",
-            "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-            "GOLAB_INIT_LOG": self.log,
-        }
         try:
-            shell = Shell(self.ctx, argv, env, who)
+            shell = Shell(self.ctx, argv, login_env(who, home, GOLAB_INIT_LOG=self.log), who)
         except (pexpect.TIMEOUT, pexpect.EOF):
             raise LabError(f"bash as {who} did not start within {self.ctx.step_timeout:g} s") from None
         self.shells.append(shell)

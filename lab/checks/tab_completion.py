@@ -103,6 +103,19 @@ class Shell:
         self.proc.close(force=True)
 
 
+def login_env(who: str, home: str, **extra: str) -> dict[str, str]:
+    """The environment a login gives WHO's shell (no NSS lookup needed to build it)."""
+    return {
+        "HOME": home,
+        "USER": who,
+        "LOGNAME": who,
+        "TERM": "dumb",
+        "SHELL": "/bin/bash",
+        "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+        **extra,
+    }
+
+
 def unique_prefix(name: str, others: set[str]) -> str | None:
     for n in range(2, len(name)):
         if not any(o.startswith(name[:n]) for o in others - {name}):
@@ -138,16 +151,8 @@ def tab_completion(ctx: Context) -> Outcome:
         (user.name, target.as_user(user.uid, user.gid, m.gids_of(user), bash), user.home, user),
         ("root", bash, "/root", None),
     ):
-        env = {
-            "HOME": home,
-            "USER": who,
-            "LOGNAME": who,
-            "TERM": "dumb",
-            "SHELL": "/bin/bash",
-            "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-        }
         try:
-            shell = Shell(ctx, argv, env, who)
+            shell = Shell(ctx, argv, login_env(who, home), who)
         except (pexpect.TIMEOUT, pexpect.EOF):
             runs.append(
                 (
