@@ -79,3 +79,8 @@ def served_databases(path: Path, service: str) -> list[str]:
     return [
         db for db, entries in ENTRY_POINTS.items() if any(f"_nss_{service}_{e}" in symbols for e in entries)
     ]
+
+
+def lib_names(paths: list[str]) -> list[str]:
+    """Mapped objects by file name: /usr/lib/x86_64-linux-gnu/libnss_golab.so.2 -> libnss_golab.so.2."""
+    return [p.rsplit("/", 1)[-1] for p in paths]

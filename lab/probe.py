@@ -10,6 +10,7 @@ target's own python3, so what it measures is the target's glibc and the target's
     probe.py as-user UID GID GIDS -- ARGV   exec ARGV as UID without any NSS lookup
     probe.py kill-tree PID   SIGKILL PID and all its descendants
     probe.py maps PID        the NSS modules mapped into PID
+    probe.py gdb-run SCRIPT -- ARGV   gdb SCRIPT on ARGV, bounded (for guided replays)
 
 Hang detection never guesses from elapsed time alone. A thread is stuck when its
 scheduler counters and its current syscall stop changing; the tree is declared hung
@@ -364,17 +365,17 @@ def parent_facts(pid: int) -> dict:
     fields = stat_fields(f"/proc/{pid}/stat")
     ppid = int(fields[1]) if len(fields) > 1 else 0
     try:
-        threads = len(os.listdir(f"/proc/{ppid}/task"))
+        tids = sorted(int(t) for t in os.listdir(f"/proc/{ppid}/task"))
         same_exe = os.readlink(f"/proc/{pid}/exe") == os.readlink(f"/proc/{ppid}/exe")
     except OSError:
         return {"pid": ppid, "alive": False}
     return {
         "pid": ppid,
         "alive": True,
-        "threads": threads,
+        "threads": len(tids),
         "nss_modules": nss_modules(ppid),
         "fork_without_exec": same_exe and read(f"/proc/{pid}/cmdline") == read(f"/proc/{ppid}/cmdline"),
-        "tids": sorted(int(t) for t in os.listdir(f"/proc/{ppid}/task")) if threads < 200 else [],
+        "tids": tids[:200],  # to recognise a lock owner as a parent thread
     }
 
 
@@ -785,6 +786,9 @@ def main(argv: list[str]) -> int:
         as_user(uid, gid, groups, args[sep + 1 :])
     elif cmd == "kill-tree":
         kill_tree(int(args[0]))
+    elif cmd == "gdb-run":
+        sep = args.index("--")
+        emit({"ev": "gdb", **finish_gdb(run_gdb(["--args", *args[sep + 1 :]], read(args[0])))})
     elif cmd == "maps":
         emit({"ev": "maps", "nss_modules": nss_modules(int(args[0]))})
     else:

@@ -28,6 +28,7 @@ from lab.checks.tab_completion import (
 )
 from lab.errors import CommandTimeout, LabError
 from lab.forensics import Diagnosis, diagnose_hang
+from lab.forensics.gdb import parse
 from lab.module import ensure_built, load
 
 GOARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
@@ -171,15 +172,15 @@ class Replay:
         )
 
         self.title("_cgo_wait_runtime_init_done() trusts a flag: runtime_init_done in the frozen child")
-        init = re.search(r"nsslab-go runtime_init_done = (\S+)", self.gdb_text(child))
-        self.show(f"(gdb) print runtime_init_done\n$1 = {init.group(1) if init else '?'}")
+        init = parse((child.get("gdb") or {}).get("text", "")).go.get("runtime_init_done", "?")
+        self.show(f"(gdb) print runtime_init_done\n$1 = {init}")
         self.say("The flag says 'initialised': it was copied from the parent's memory, its threads were not.")
 
         self.title("Where is the flag set, and when? (gdb: break on the Go entry, watch the flag)")
         self.watch_init()
 
         self.title("The proof: which shells have the module mapped (lsof -p $$ | grep libnss)")
-        mapped = ", ".join(self.module_maps(parent.get("pid"))) or "none"
+        mapped = ", ".join(self.target.nss_modules(parent["pid"]) if parent.get("alive") else []) or "none"
         self.show(
             [
                 f"{u.name}'s bash: {mapped}  (it resolved its own user at start-up)",
@@ -262,9 +263,6 @@ class Replay:
     def watch_init(self) -> None:
         script = "\n".join(
             [
-                "set pagination off",
-                "set width 0",
-                "set print frame-arguments none",
                 "set breakpoint pending on",
                 f"break _rt0_{GOARCH}_lib",
                 "run",
@@ -278,12 +276,15 @@ class Replay:
         )
         path = f"{self.target.workdir}/watch.gdb"
         self.target.run(["sh", "-c", f"cat > {path}"], stdin=script)
-        lookup = f"import pwd; print(pwd.getpwnam({self.user.name!r}).pw_uid)"
-        command = (
-            "gdb -batch -nx -iex 'set debuginfod enabled off' -iex 'set auto-load no' "
-            f"-x {path} --args /usr/bin/python3 -I -S -c {shlex.quote(lookup)}"
-        )
-        out = self.sh(command + " 2>&1")
+        argv = [self.target.python, "-I", "-S", "-c", f"import pwd; pwd.getpwnam({self.user.name!r})"]
+        print(f"    $ gdb -batch -x {path} --args {shlex.join(argv)}")
+        try:
+            gdb = self.target.probe("gdb-run", path, "--", *argv, timeout=self.ctx.step_timeout)[0]
+        except CommandTimeout as e:
+            gdb = {"error": str(e)}
+        if gdb.get("error"):
+            self.say(f"gdb: {gdb['error']}")
+        out = gdb.get("text", "")
         keep = re.compile(
             r"^(#\d|Breakpoint \d,|Thread \d+ .* hit|Old value|New value|\$\d|Hardware watchpoint)"
         )
@@ -294,15 +295,6 @@ class Replay:
             "runtime_init_done = 1 in x_cgo_notify_runtime_init_done. That happens once per load; a "
             "forked child inherits the flag but runs no constructor."
         )
-
-    def module_maps(self, pid: int | None) -> list[str]:
-        if not pid:
-            return []
-        maps = self.target.probe("maps", str(pid))
-        return [m.rsplit("/", 1)[-1] for m in maps[0]["nss_modules"]]
-
-    def gdb_text(self, process: dict) -> str:
-        return (process.get("gdb") or {}).get("text", "")
 
     def cause(self, diagnosis: Diagnosis | None) -> None:
         if diagnosis is None:

@@ -19,11 +19,13 @@ import pexpect
 import testinfra.backend.base
 import testinfra.host
 
+from lab.elf import lib_names
 from lab.errors import CommandTimeout, LabError
 from lab.module import Module
 
 PROBE_SOURCE = Path(__file__).resolve().parent.parent / "probe.py"
 DEFAULT_TIMEOUT = 10.0
+EVIDENCE_BOUND = 25.0  # two gdb runs of probe.GDB_TIMEOUT each, and slack
 
 
 @dataclass
@@ -94,7 +96,9 @@ class Target(abc.ABC):
 
     def scenario(self, steps: list[dict]) -> list[dict]:
         """Runs probe steps (see probe.py) and returns one result per step."""
-        bound = sum(s.get("timeout", 20.0) + 5 for s in steps)
+        # A step may run to its timeout, then gather evidence: gdb attached to a hang
+        # (probe.GDB_TIMEOUT) or the step again under gdb after a crash (timeout + GDB_TIMEOUT).
+        bound = sum(2 * s.get("timeout", 20.0) + EVIDENCE_BOUND for s in steps)
         return [
             e
             for e in self.probe("scenario", json.dumps({"steps": steps}), timeout=bound)
@@ -145,6 +149,10 @@ class Target(abc.ABC):
             "--",
             *argv,
         ]
+
+    def nss_modules(self, pid: int) -> list[str]:
+        """The file names of the NSS modules mapped into PID (what `lsof | grep libnss` shows)."""
+        return lib_names(self.probe("maps", str(pid))[0]["nss_modules"])
 
     def local_users(self) -> set[str]:
         """Names in the target's own /etc/passwd, i.e. the users no module serves."""

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from lab.backends.base import Target
-from lab.elf import ElfInfo
+from lab.elf import ElfInfo, lib_names
 from lab.forensics import Diagnosis, diagnose
+from lab.forensics.causes import signal_name
 from lab.module import Group, Module, User
 
 UNKNOWN_NAME = "nsslab-no-such-entry"
@@ -128,13 +128,6 @@ def in_progress(result: dict) -> dict | None:
     return pending
 
 
-def signal_name(code: int) -> str:
-    try:
-        return signal.Signals(-code).name
-    except ValueError:
-        return f"signal {-code}"
-
-
 def describe_hang(hang: dict) -> str:
     """'1 thread parked in futex (self) for 0.5 s; libnss_golab.so.2 mapped'."""
     procs = hang.get("processes", [])
@@ -142,7 +135,7 @@ def describe_hang(hang: dict) -> str:
         return "no answer"
     p = procs[-1]  # the deepest process: the one that is stuck, not its waiting parent
     waits = sorted({f"{t.get('call') or t.get('wchan') or '?'} ({t.get('wait')})" for t in p["tasks"]})
-    mods = ", ".join(m.rsplit("/", 1)[-1] for m in p.get("nss_modules", [])) or "no NSS module"
+    mods = ", ".join(lib_names(p.get("nss_modules", []))) or "no NSS module"
     return (
         f"{p['threads']} thread(s) stuck in {', '.join(waits)} for "
         f"{hang.get('stuck_seconds', '?')} s; {mods} mapped"
@@ -177,7 +170,7 @@ def judge(result: dict, module: str, where: str = "") -> Outcome | None:
             glibc = [line for line in details["stderr"].splitlines() if "glibc" in line.lower()]
             extra = f" ({glibc[-1].strip()})" if glibc else ""
             return Outcome(
-                "crash", f"{prefix}{who} killed by {signal_name(c)} during {doing}{extra}", details, evidence
+                "crash", f"{prefix}{who} killed by {signal_name(-c)} during {doing}{extra}", details, evidence
             )
     if code != 0:
         last = (result.get("stderr", "").strip().splitlines() or ["no message"])[-1]

@@ -51,8 +51,8 @@ class Shell:
         return "\n".join(self.proc.before.replace("\r", "").splitlines()[1:])
 
     def nss_modules(self) -> list[str]:
-        maps = self.target.probe("maps", str(self.pid))
-        return [m.rsplit("/", 1)[-1] for m in maps[0]["nss_modules"]]
+        assert self.pid is not None
+        return self.target.nss_modules(self.pid)
 
     def complete(self, prefix: str, rest: str) -> Attempt:
         """Types `ls ~PREFIX<TAB>` and waits for REST to be inserted, or a provable hang."""

@@ -12,6 +12,7 @@ import re
 import signal
 from dataclasses import asdict, dataclass, field
 
+from lab.elf import lib_names
 from lab.forensics.gdb import Frame, GdbReport, Stack, is_libc, parse
 
 CAUSES = {
@@ -72,7 +73,7 @@ class Culprit:
         return next((i for i, f in enumerate(frames) if self.owns(f)), None)
 
     def mapped(self, paths: list[str]) -> bool:
-        return any(p.rsplit("/", 1)[-1].startswith(self.lib) for p in paths)
+        return any(name.startswith(self.lib) for name in lib_names(paths))
 
 
 def diagnose(result: dict, name: str) -> Diagnosis | None:
@@ -260,8 +261,8 @@ def path_to_module(frames: list[Frame], module: Culprit) -> list[str]:
 
 def proc_fact(p: dict) -> str:
     parent = p.get("parent") or {}
-    mods = ", ".join(m.rsplit("/", 1)[-1] for m in p.get("nss_modules", [])) or "no NSS module"
-    pmods = ", ".join(m.rsplit("/", 1)[-1] for m in parent.get("nss_modules", [])) or "no NSS module"
+    mods = ", ".join(lib_names(p.get("nss_modules", []))) or "no NSS module"
+    pmods = ", ".join(lib_names(parent.get("nss_modules", []))) or "no NSS module"
     fact = f"pid {p['pid']} ({p.get('cmdline', '')[:60]}): {p.get('threads')} thread(s), {mods} mapped"
     if parent.get("alive"):
         how = "forked without exec" if parent.get("fork_without_exec") else "a different program"
