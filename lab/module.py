@@ -13,7 +13,7 @@ from lab import elf
 from lab.errors import LabError
 
 DATABASES = ("passwd", "group", "shadow", "initgroups")
-STATUSES = ("pass", "fail", "hang", "crash", "error", "skip")
+STATUSES = ("pass", "warn", "fail", "hang", "crash", "error", "skip")
 LIBRARY_NAME = re.compile(r"^libnss_(?P<name>[A-Za-z0-9_]+)\.so(\.2)?$")
 BUILD_TIMEOUT = 600.0
 
@@ -35,6 +35,20 @@ class Group:
     members: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Shadow:
+    """A shadow entry; -1 is an empty field in /etc/shadow ("never", "no limit")."""
+
+    name: str
+    password: str = "!"
+    lastchg: int = -1
+    min: int = -1
+    max: int = -1
+    warn: int = -1
+    inact: int = -1
+    expire: int = -1
+
+
 @dataclass
 class Module:
     name: str
@@ -43,6 +57,9 @@ class Module:
     files: dict[str, Path] = field(default_factory=dict)
     users: list[User] = field(default_factory=list)
     groups: list[Group] = field(default_factory=list)
+    shadow: list[Shadow] = field(default_factory=list)
+    # False when the module deliberately offers no set/get/end*ent (no `getent passwd` listing)
+    enumerable: bool = True
     manifest: Path | None = None
     build: str | None = None
     # check id -> the status a known-bad module must get (`nsslab run --expect`)
@@ -80,11 +97,29 @@ def bare_library(path: Path) -> Module:
     return Module(name=match["name"], library=path.resolve(), databases=served or ["passwd"])
 
 
-def from_manifest(path: Path) -> Module:
+def read_manifest(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """The manifest's table; `extends = "../clab/module.toml"` takes every key it does not
+    set from that manifest ([files] sources stay relative to the file that names them)."""
     try:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise LabError(f"{path}: not a valid manifest: {e}") from None
+    except OSError as e:
+        raise LabError(f"{path}: {e.strerror}") from None
+    data["files"] = {t: str(path.parent / src) for t, src in data.get("files", {}).items()}
+    if "extends" not in data:
+        return data
+    base = (path.parent / data.pop("extends")).resolve()
+    if base in seen:
+        raise LabError(f"{path}: `extends` loops back to {base}")
+    inherited = read_manifest(base, (*seen, base))
+    for key in ("name", "library", "build", "expect"):
+        inherited.pop(key, None)  # what a module is and must get is never inherited
+    return inherited | data
+
+
+def from_manifest(path: Path) -> Module:
+    data = read_manifest(path.resolve())
     where = path.parent
     try:
         name = data["name"]
@@ -100,13 +135,14 @@ def from_manifest(path: Path) -> Module:
     try:
         users = [User(**u) for u in data.get("users", [])]
         groups = [Group(g["name"], g["gid"], tuple(g.get("members", []))) for g in data.get("groups", [])]
+        shadow = [Shadow(**s) for s in data.get("shadow", [])]
     except (TypeError, KeyError) as e:
-        raise LabError(f"{path}: bad [[users]] or [[groups]] entry: {e}") from None
+        raise LabError(f"{path}: bad [[users]], [[groups]] or [[shadow]] entry: {e}") from None
     expect = {str(k): str(v) for k, v in data.get("expect", {}).items()}
     bad = {k: v for k, v in expect.items() if v not in STATUSES}
     if bad:
         raise LabError(f"{path}: [expect] statuses must be one of {list(STATUSES)}, got {bad}")
-    files = {target: where / source for target, source in data.get("files", {}).items()}
+    files = {target: Path(source) for target, source in data.get("files", {}).items()}
     for target, source in files.items():
         if not target.startswith("/"):
             raise LabError(f"{path}: [files] target {target!r} must be an absolute path")
@@ -119,6 +155,8 @@ def from_manifest(path: Path) -> Module:
         files=files,
         users=users,
         groups=groups,
+        shadow=shadow,
+        enumerable=bool(data.get("enumerable", True)),
         manifest=path,
         build=data.get("build"),
         expect=expect,

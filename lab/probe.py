@@ -11,6 +11,11 @@ target's own python3, so what it measures is the target's glibc and the target's
     probe.py kill-tree PID   SIGKILL PID and all its descendants
     probe.py maps PID        the NSS modules mapped into PID
     probe.py gdb-run SCRIPT -- ARGV   gdb SCRIPT on ARGV, bounded (for guided replays)
+    probe.py sysinfo JSON    this target's machine, glibc, and where {"libs"} resolve
+
+Calls named "nss:*" go straight to a module's entry points (entrypoints.py, beside this
+file). The worker notes where it is in a small progress file, so a crash or hang in the
+middle of a long call (a buffer-size sweep) names the entry point and size.
 
 Hang detection never guesses from elapsed time alone. A thread is stuck when its
 scheduler counters and its current syscall stop changing; the tree is declared hung
@@ -30,6 +35,7 @@ import ctypes
 import errno
 import glob
 import grp
+import importlib.util
 import json
 import os
 import platform
@@ -452,17 +458,30 @@ end
 GDB_CRASH = """set startup-with-shell off
 handle all nostop noprint pass
 handle {fatal} stop print nopass
+catch syscall exit_group
 run
 python
 def _nsslab_signal():
     if not gdb.selected_inferior().pid:
         print("nsslab-crash not reproduced under gdb")
         return
-    info = gdb.parse_and_eval("$_siginfo")
-    signo = int(info["si_signo"])
+    try:
+        signo = int(gdb.parse_and_eval("$_siginfo")["si_signo"])
+    except gdb.error:
+        signo = 0
+    if signo in (0, 5):  # stopped at the exit_group catchpoint, not by a signal
+        for register in ("$rdi", "$x0"):
+            try:
+                print("nsslab-crash exit %d" % int(gdb.parse_and_eval(register)))
+                return
+            except gdb.error:
+                pass
+        print("nsslab-crash exit ?")
+        return
     print("nsslab-crash signal %d" % signo)
     if signo in (4, 7, 8, 11):  # SIGILL, SIGBUS, SIGFPE, SIGSEGV carry the faulting address
-        print("nsslab-crash fault-address 0x%x" % int(info["_sifields"]["_sigfault"]["si_addr"]))
+        fault = gdb.parse_and_eval("$_siginfo")["_sifields"]["_sigfault"]["si_addr"]
+        print("nsslab-crash fault-address 0x%x" % int(fault))
 _nsslab_signal()
 end
 """
@@ -581,8 +600,28 @@ def drop_privileges(order: str, uid: int, gid: int, groups: list[int]) -> str:
     return f"uid={os.getresuid()} gid={os.getresgid()} groups={os.getgroups()}"
 
 
+PROGRESS_FD: int | None = None
+
+
+def note(text: str) -> None:
+    """Where the worker is now: one fixed-size record, overwritten in place."""
+    if PROGRESS_FD is not None:
+        os.pwrite(PROGRESS_FD, text.encode()[:1000].ljust(1024), 0)
+
+
+def entrypoints():
+    """entrypoints.py from beside this file (-I keeps this directory off sys.path)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "entrypoints.py")
+    spec = importlib.util.spec_from_file_location("nsslab_entrypoints", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def call(spec: dict):
     fn, arg = spec["fn"], spec.get("arg")
+    if fn.startswith("nss:"):
+        return entrypoints().run(spec, note)
     if fn == "getpwnam":
         return as_dict(pwd.getpwnam(arg))
     if fn == "getpwuid":
@@ -628,6 +667,9 @@ def run_calls(calls: list[dict], where: str) -> None:
 
 
 def worker(step: dict) -> None:
+    global PROGRESS_FD
+    if step.get("progress"):
+        PROGRESS_FD = os.open(step["progress"], os.O_WRONLY)
     run_calls(step.get("before", []), "parent")
     if not step.get("fork"):
         run_calls(step.get("calls", []), "parent")
@@ -663,6 +705,9 @@ def run_step(step: dict) -> dict:
     """Runs STEP in a fresh worker (its own process group) under the hang watch."""
     deadline = step.get("timeout", 20.0)
     watch = HangWatch(step.get("quick", QUICK_WINDOW), step.get("slow", SLOW_WINDOW))
+    fd, progress = tempfile.mkstemp(prefix="nsslab-progress-")
+    os.close(fd)
+    step = {**step, "progress": progress}
     start = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-I", "-S", os.path.abspath(__file__), "worker", json.dumps(step)],
@@ -712,10 +757,19 @@ def run_step(step: dict) -> dict:
     out["events"] = events
     out["stderr"] = buf[proc.stderr.fileno()].decode(errors="replace")[-2000:]
     out["seconds"] = round(time.monotonic() - start, 3)
+    out["progress"] = read(progress).strip()
     child_crash = any(e.get("ev") == "child-exit" and e["code"] < 0 for e in events)
-    if out.get("code", 0) < 0 or child_crash:
+    exited_in_call = out.get("outcome") == "exited" and in_call(events)
+    if out.get("code", 0) < 0 or child_crash or exited_in_call:
         out["crash"] = crash_backtrace(step, in_child=child_crash)
+    os.unlink(progress)
     return out
+
+
+def in_call(events: list[dict]) -> bool:
+    """The worker ended between a call's begin and its answer: something called exit()."""
+    begun = sum(1 for e in events if e.get("ev") == "begin")
+    return begun > sum(1 for e in events if e.get("ev") == "call")
 
 
 def scenario(spec: dict) -> None:
@@ -757,6 +811,30 @@ def as_user(uid: int, gid: int, groups: list[int], argv: list[str]) -> None:
     os.execvp(argv[0], argv)
 
 
+def sysinfo(libs: list[str], dirs: list[str]) -> dict:
+    """What decides whether a library loads here: machine, glibc, and where each of LIBS
+    (DT_NEEDED names) resolves: DIRS (the library's RUNPATH), ld.so.cache, the default dirs."""
+    cache: dict[str, str] = {}
+    try:
+        out = subprocess.run(
+            ["ldconfig", "-p"], capture_output=True, text=True, timeout=10, env={"PATH": "/usr/sbin:/sbin"}
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        out = ""
+    for line in out.splitlines():
+        if "=>" in line:
+            name, path = line.split("=>", 1)
+            cache.setdefault(name.split()[0], path.strip())
+    defaults = ["/lib64", "/usr/lib64", "/lib", "/usr/lib", *glob.glob("/usr/lib/*-linux-gnu*")]
+    found = {}
+    for lib in libs:
+        candidates = [os.path.join(d, lib) for d in dirs] + [cache.get(lib, "")]
+        candidates += [os.path.join(d, lib) for d in defaults]
+        found[lib] = next((c for c in candidates if c and os.path.exists(c)), None)
+    version = os.confstr("CS_GNU_LIBC_VERSION") or "unknown"
+    return {"machine": platform.machine(), "glibc": version.split()[-1], "libs": found}
+
+
 def kill_pids(pids: set[int]) -> None:
     for pid in pids:
         try:
@@ -789,6 +867,9 @@ def main(argv: list[str]) -> int:
     elif cmd == "gdb-run":
         sep = args.index("--")
         emit({"ev": "gdb", **finish_gdb(run_gdb(["--args", *args[sep + 1 :]], read(args[0])))})
+    elif cmd == "sysinfo":
+        spec = json.loads(args[0])
+        emit({"ev": "sysinfo", **sysinfo(spec.get("libs", []), spec.get("dirs", []))})
     elif cmd == "maps":
         emit({"ev": "maps", "nss_modules": nss_modules(int(args[0]))})
     else:

@@ -8,11 +8,12 @@ from pathlib import Path
 
 from lab import elf
 from lab.backends import get_target
-from lab.checks import ORDER, REGISTRY, Context, Outcome
+from lab.checks import GATES, ORDER, REGISTRY, Context, Outcome
 from lab.errors import LabError
 from lab.module import Module, User, ensure_built, load
 
-SEVERITY = ["crash", "hang", "fail", "error", "pass", "skip"]
+SEVERITY = ["crash", "hang", "fail", "error", "warn", "pass", "skip"]
+OK = ("pass", "warn", "skip")  # a warning names a hazard; it does not fail the run
 
 
 @dataclass
@@ -48,7 +49,7 @@ class ModuleReport:
 
     @property
     def passed(self) -> bool:
-        return not self.error and all(c.status in ("pass", "skip") for c in self.checks)
+        return not self.error and all(c.status in OK for c in self.checks)
 
     def unexpected(self) -> list[str]:
         """Where the verdicts differ from the manifest's [expect]; unlisted checks must pass or skip."""
@@ -74,7 +75,7 @@ def run_module(
         unknown = set(module.expect) - set(ORDER)
         if unknown:
             raise LabError(f"{module.manifest}: [expect] names unknown checks {sorted(unknown)}")
-        report.expect = {k: v for k, v in module.expect.items() if not only or k in only or k == "load"}
+        report.expect = {k: v for k, v in module.expect.items() if not only or k in only or k in GATES}
         ensure_built(module)
         info = elf.inspect(module.library)
         target = get_target(target_spec)
@@ -86,7 +87,7 @@ def run_module(
     try:
         ctx = Context(target, module, info, step_timeout=step_timeout)
         for check_id in ORDER:
-            if only and check_id not in only and check_id != "load":
+            if only and check_id not in only and check_id not in GATES:
                 continue
             report.checks.append(run_check(check_id, ctx, report.checks))
             if check_id == "load" and report.checks[-1].status == "pass" and not module.has_expectations:
@@ -98,9 +99,11 @@ def run_module(
 
 
 def run_check(check_id: str, ctx: Context, done: list[CheckResult]) -> CheckResult:
-    gate = next((c for c in done if c.id == "load"), None)
-    if gate and gate.status != "pass":
-        return CheckResult(check_id, "skip", f"module did not load ({gate.status})", 0.0)
+    for gate in done:
+        if gate.id == "elf" and gate.details.get("blocker"):
+            return CheckResult(check_id, "skip", "glibc refuses this library (see elf)", 0.0)
+        if gate.id == "load" and gate.status != "pass":
+            return CheckResult(check_id, "skip", f"module did not load ({gate.status})", 0.0)
     started = time.monotonic()
     try:
         outcome = REGISTRY[check_id](ctx)

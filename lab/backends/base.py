@@ -23,7 +23,9 @@ from lab.elf import lib_names
 from lab.errors import CommandTimeout, LabError
 from lab.module import Module
 
-PROBE_SOURCE = Path(__file__).resolve().parent.parent / "probe.py"
+LAB = Path(__file__).resolve().parent.parent
+# What runs inside a target: the probe, and the direct entry-point calls it loads from beside it.
+PROBE_FILES = (LAB / "probe.py", LAB / "entrypoints.py")
 DEFAULT_TIMEOUT = 10.0
 EVIDENCE_BOUND = 25.0  # two gdb runs of probe.GDB_TIMEOUT each, and slack
 
@@ -57,6 +59,15 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def probe_path(self) -> str:
         """Where install() put probe.py inside the target."""
+
+    @property
+    @abc.abstractmethod
+    def module_path(self) -> str:
+        """Where install() put libnss_<name>.so.2 inside the target."""
+
+    @property
+    def library_dir(self) -> str:
+        return self.module_path.rsplit("/", 1)[0]
 
     @property
     @abc.abstractmethod
@@ -149,6 +160,10 @@ class Target(abc.ABC):
             "--",
             *argv,
         ]
+
+    def sysinfo(self, libs: list[str], dirs: list[str]) -> dict:
+        """The target's machine and glibc, and where each of LIBS resolves there (None: nowhere)."""
+        return self.probe("sysinfo", json.dumps({"libs": libs, "dirs": dirs}))[0]
 
     def nss_modules(self, pid: int) -> list[str]:
         """The file names of the NSS modules mapped into PID (what `lsof | grep libnss` shows)."""

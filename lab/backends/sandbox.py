@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lab.backends.base import PROBE_SOURCE, Target, kill_group
+from lab.backends.base import PROBE_FILES, Target, kill_group
 from lab.errors import LabError
 from lab.install import nss_library_dir, nsswitch
 from lab.module import Module
@@ -34,6 +34,7 @@ class Sandbox(Target):
     def __init__(self) -> None:
         self.holder: subprocess.Popen | None = None
         self._workdir: Path | None = None
+        self._module_path = ""
 
     @property
     def workdir(self) -> str:
@@ -43,6 +44,11 @@ class Sandbox(Target):
     @property
     def probe_path(self) -> str:
         return f"{self.workdir}/probe.py"
+
+    @property
+    def module_path(self) -> str:
+        assert self._module_path, "install() first"
+        return self._module_path
 
     def install(self, module: Module) -> None:
         if os.geteuid() != 0:
@@ -59,7 +65,9 @@ class Sandbox(Target):
             raise
 
     def _start(self, module: Module) -> None:
-        shutil.copy(PROBE_SOURCE, self.probe_path)
+        for source in PROBE_FILES:
+            shutil.copy(source, f"{self.workdir}/{source.name}")
+        self._module_path = str(nss_library_dir() / f"libnss_{module.name}.so.2")
         try:
             mounts = self._layers(module)
         except OSError as e:
@@ -91,7 +99,7 @@ class Sandbox(Target):
         (mount point, layer dir) pairs."""
         assert self._workdir
         placed: dict[str, tuple[str, object]] = {
-            str(nss_library_dir() / f"libnss_{module.name}.so.2"): ("file", module.library),
+            self.module_path: ("file", module.library),
             "/etc/nsswitch.conf": ("text", nsswitch(module, Path("/etc/nsswitch.conf").read_text())),
         }
         placed |= {target: ("file", source) for target, source in module.files.items()}

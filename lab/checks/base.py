@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.backends.base import Target
-from lab.elf import ElfInfo, lib_names
+from lab.elf import ENUMERATION, ElfInfo, lib_names
 from lab.forensics import Diagnosis, diagnose
 from lab.forensics.causes import signal_name
 from lab.module import Group, Module, User
@@ -70,6 +70,47 @@ class Context:
             "slow": self.slow,
         }
 
+    def queries(self) -> list[list]:
+        """A point lookup per manifest entry, by name and by id, for the entry points the
+        library has: [database, "name"|"id", key]."""
+        m, present = self.module, self.elf.entry_points(self.module.name)
+        out: list[list] = []
+        for db, entries, fns in (
+            ("passwd", m.users, {"name": "getpwnam_r", "id": "getpwuid_r"}),
+            ("group", m.groups, {"name": "getgrnam_r", "id": "getgrgid_r"}),
+            ("shadow", m.shadow, {"name": "getspnam_r"}),
+        ):
+            if db not in m.databases:
+                continue
+            for e in entries:
+                for by, fn in fns.items():
+                    if fn in present:
+                        key = e.name if by == "name" else e.uid if db == "passwd" else e.gid
+                        out.append([db, by, key])
+        return out
+
+    def enumerable(self) -> list[str]:
+        """The databases whose set/get/end*ent the library exports."""
+        present = self.elf.entry_points(self.module.name)
+        return [
+            db
+            for db in ("passwd", "group", "shadow")
+            if db in self.module.databases and set(ENUMERATION[db]) <= present
+        ]
+
+    def direct(self, test: str, what: str, **spec: Any) -> tuple[Any, Outcome | None]:
+        """Runs entrypoints.py's TEST on the library in a fresh worker. Returns its
+        observations, or the outcome when the worker hung, crashed or exited."""
+        call = {"fn": f"nss:{test}", "library": self.target.module_path, "service": self.module.name, **spec}
+        result = self.target.scenario([self.step(test, [call])])[0]
+        bad = judge(result, self.module.name, what)
+        if bad:
+            return None, bad
+        got = answers(result)
+        if not got or not got[0].get("ok"):
+            return None, Outcome("error", f"{what}: {got[0].get('error') if got else 'no answer'}")
+        return got[0]["value"], None
+
     def first_lookup(self) -> dict:
         """A lookup that goes through the module (and so loads it)."""
         if "passwd" in self.module.databases:
@@ -113,6 +154,8 @@ def check(id: str) -> Callable[[Check], Check]:
 
 
 def label(call: dict) -> str:
+    if call["fn"].startswith("nss:"):
+        return f"the direct {call['fn'][4:]} calls"
     arg = call.get("arg")
     return f"{call['fn']}({arg!r})" if arg is not None else f"{call['fn']}()"
 
@@ -147,6 +190,8 @@ def judge(result: dict, module: str, where: str = "") -> Outcome | None:
     A hang or crash carries its diagnosis (lab.forensics) as evidence."""
     pending = in_progress(result)
     doing = f"{label(pending)} in the {pending['where']}" if pending else "the step"
+    if pending and result.get("progress"):  # a long direct call notes where it is
+        doing += f", at {result['progress']}"
     prefix = f"{where}: " if where else ""
     details = {"step": result.get("id"), "seconds": result.get("seconds")}
     raw = result.get("crash") or result.get("hang")
@@ -172,6 +217,16 @@ def judge(result: dict, module: str, where: str = "") -> Outcome | None:
             return Outcome(
                 "crash", f"{prefix}{who} killed by {signal_name(-c)} during {doing}{extra}", details, evidence
             )
+    if pending and result["outcome"] == "exited":
+        details["stderr"] = result.get("stderr", "")
+        said = (details["stderr"].strip().splitlines() or [""])[-1]
+        return Outcome(
+            "crash",
+            f"{prefix}process exited with status {code} inside {doing}"
+            + (f" (it printed: {said.strip()})" if said else ""),
+            details,
+            evidence,
+        )
     if code != 0:
         last = (result.get("stderr", "").strip().splitlines() or ["no message"])[-1]
         return Outcome("error", f"{prefix}probe failed: {last}", details)
@@ -180,6 +235,26 @@ def judge(result: dict, module: str, where: str = "") -> Outcome | None:
 
 def answers(result: dict) -> list[dict]:
     return [e for e in result.get("events", []) if e.get("ev") == "call"]
+
+
+def summary(problems: list[str], limit: int = 3) -> str:
+    """The first problems in full, then how many more."""
+    more = len(problems) - limit
+    return "; ".join(problems[:limit]) + (f" (+{more} more)" if more > 0 else "")
+
+
+def differences(got: dict | None, want: dict | None, word: str = "want") -> str:
+    """ "home '/' (want '/home/pyama')" for the fields where two entries differ."""
+    if got is None or want is None:
+        return f"{got!r} ({word} {want!r})"
+    return ", ".join(
+        f"{k} {short(got.get(k))} ({word} {short(want.get(k))})" for k in want if got.get(k) != want.get(k)
+    )
+
+
+def short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # ---------------------------------------------------------------- expected answers

@@ -21,6 +21,7 @@ CAUSES = {
     "setxid-abort": "glibc aborted a uid/gid change because threads the module started did not follow",
     "segfault-in-module": "the module's code touched memory it must not (SIGSEGV/SIGBUS)",
     "abort-in-module": "the module aborted the process (abort, assert, a fatal glibc check)",
+    "exit-in-module": "the module called exit() inside a lookup or its constructor: the caller just ends",
     "hang-in-parent": "the lookup never returns even without fork: not a fork problem",
     "unknown": "evidence kept, nothing claimed",
 }
@@ -278,6 +279,8 @@ def diagnose_crash(crash: dict, name: str) -> Diagnosis:
     if not crash.get("text"):
         return Diagnosis("unknown", f"no crash backtrace ({crash.get('error') or 'gdb gave nothing'})")
     report = parse(crash["text"])
+    if report.exit_status is not None and report.threads:
+        return diagnose_exit(report, module)
     if not report.reproduced or report.signal is None or not report.threads:
         return Diagnosis(
             "unknown",
@@ -334,6 +337,34 @@ def diagnose_crash(crash: dict, name: str) -> Diagnosis:
         "unknown",
         f"{sig} at {top}; no frame shows {module.lib}* caused it (only glibc frames between)",
         [str(f) for f in frames[:MAX_FRAMES]],
+        facts,
+    )
+
+
+EXIT = re.compile(r"exit|Exit")
+INIT = re.compile(r"^(call_init|_dl_init|dl_open_worker|_dl_catch_exception)$")
+
+
+def diagnose_exit(report: GdbReport, module: Culprit) -> Diagnosis:
+    """The process ended through exit_group in the middle of a call: whose exit() was it?"""
+    stack = report.crashed or report.threads[0]
+    frames = stack.frames
+    first = module.first(frames)
+    facts = [f"exit status {report.exit_status}; {len(report.threads)} thread(s) at the time"]
+    if first is None or not all(EXIT.search(clean(f.func)) or is_libc(f) for f in frames[:first]):
+        return Diagnosis(
+            "unknown",
+            "the process exited in the middle of a call, but no frame shows the module called exit()",
+            [str(f) for f in frames[:MAX_FRAMES]],
+            facts,
+        )
+    in_ctor = any(INIT.match(clean(f.func)) for f in frames[first + 1 : first + 4])
+    where = "its constructor, run by dlopen" if in_ctor else frames[first].func
+    return Diagnosis(
+        "exit-in-module",
+        f"{module.lib}* called exit({report.exit_status}) from {where}: every process that loads it "
+        "(sshd, cron, sudo) ends on its first lookup",
+        [str(f) for f in frames[: first + 4]],
         facts,
     )
 

@@ -47,6 +47,7 @@ class GdbReport:
     maps: list[tuple[int, int, str]] = field(default_factory=list)
     current: int | None = None  # gdb's thread number of the thread that got the signal
     signal: int | None = None
+    exit_status: int | None = None  # stopped at exit_group instead of a signal
     fault_address: int | None = None
     reproduced: bool = True
     go: dict[str, str] = field(default_factory=dict)
@@ -81,6 +82,8 @@ def parse(text: str) -> GdbReport:
             words = line.split()
             if words[1] == "signal":
                 report.signal = int(words[2])
+            elif words[1] == "exit":
+                report.exit_status = int(words[2]) if words[2].lstrip("-").isdigit() else -1
             elif words[1] == "fault-address":
                 report.fault_address = int(words[2], 16)
             elif words[1] == "not":

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from lab.checks.base import Context, Outcome, check, differences, summary
+
+
+@check("consistency")
+def consistency(ctx: Context) -> Outcome:
+    """Every entry get*ent_r lists must equal what getpwnam_r/getpwuid_r (getgrnam_r,
+    getgrgid_r, getspnam_r) return for its name and its id, field by field.
+
+    Catches modules that build the listing and the point lookups from different code or
+    caches: `ls -l` (by id) and `getent passwd` (listing) disagree with `id` (by name),
+    a file shows the wrong owner, bash completes a home directory that login never uses."""
+    dbs = ctx.enumerable()
+    if not dbs:
+        return Outcome("skip", "no database with set/get/end*ent entry points to compare")
+    value, bad = ctx.direct("consistency", "listing against point lookups", databases=dbs, limit=100_000)
+    if bad:
+        return bad
+    problems = []
+    for db in dbs:
+        for mismatch in value[db]["mismatches"]:
+            listed = mismatch["enumerated"]
+            if mismatch["status"] != "SUCCESS":
+                problems.append(
+                    f"{mismatch['query']} returned {mismatch['status']} for listed entry {listed['name']!r}"
+                )
+            else:
+                problems.append(
+                    f"{mismatch['query']} gives {differences(mismatch['value'], listed, 'listed')}"
+                )
+    details = {"compared": value}
+    if problems:
+        return Outcome("fail", summary(problems), details)
+    counts = ", ".join(f"{value[db]['entries']} {db}" for db in dbs)
+    return Outcome("pass", f"{counts} entries: listing equals lookup by name and by id", details)

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from lab.checks.base import Context, Outcome, check, differences, summary
+
+THREADS = 8
+SECONDS = 2.0
+
+
+@check("threads")
+def threads(ctx: Context) -> Outcome:
+    """Eight threads call the point-lookup entry points at once, mixed, for two seconds;
+    every answer must equal the single-threaded one.
+
+    Catches modules that keep the entry being built in static storage, use strtok or
+    getpwent-style cursors in lookups, or share one connection without a lock: a
+    threaded daemon (sssd's clients, nscd, a web server resolving users) gets another
+    user's home or groups, now and then, in production."""
+    queries = ctx.queries()
+    if not queries:
+        return Outcome("skip", "no manifest entries to look up")
+    value, bad = ctx.direct(
+        "threads", f"{THREADS} threads of lookups", queries=queries, threads=THREADS, seconds=SECONDS
+    )
+    if bad:
+        return bad
+    details = value
+    if value["wrong"]:
+        examples = [
+            f"{e['query']} gave {e['status']}: {differences(e['got'], e['want'])}" for e in value["examples"]
+        ]
+        return Outcome(
+            "fail",
+            f"{value['wrong']} of {value['calls']} concurrent lookups in {value['threads']} threads "
+            f"answered wrong (not thread-safe): {summary(examples, 2)}",
+            details,
+        )
+    if value["stuck"]:
+        return Outcome(
+            "hang", f"{value['stuck']} of {value['threads']} lookup threads never returned", details
+        )
+    return Outcome(
+        "pass",
+        f"{value['calls']} lookups in {value['threads']} threads over {SECONDS:g} s, every answer right",
+        details,
+    )

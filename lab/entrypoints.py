@@ -1,0 +1,547 @@
+"""Direct calls into a module's _nss_<service>_* entry points, the way glibc makes them.
+
+Runs inside the target next to probe.py (stdlib only: ctypes), loaded by the probe's
+worker for calls named "nss:*". Each function returns observations; the lab's checks
+judge them. Every answer is read through /proc/self/mem, so a module that returns
+SUCCESS with garbage pointers is reported, not a crash of the probe. Before each call
+the current entry point and buffer size go to NOTE, so a crash or hang names them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+
+STATUS = {-2: "TRYAGAIN", -1: "UNAVAIL", 0: "NOTFOUND", 1: "SUCCESS", 2: "RETURN"}
+ERANGE, ENOENT = 34, 2
+GUARD = 256  # bytes after the caller's buffer that must come back untouched (glibc bug17079)
+GUARD_BYTE = 0xA5
+BIG = 1 << 16
+HUGE = 1 << 22
+ERRNO_SENTINEL = 0x7A7A
+
+
+class Passwd(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_void_p),
+        ("passwd", ctypes.c_void_p),
+        ("uid", ctypes.c_uint),
+        ("gid", ctypes.c_uint),
+        ("gecos", ctypes.c_void_p),
+        ("home", ctypes.c_void_p),
+        ("shell", ctypes.c_void_p),
+    ]
+
+
+class Group(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_void_p),
+        ("passwd", ctypes.c_void_p),
+        ("gid", ctypes.c_uint),
+        ("members", ctypes.c_void_p),
+    ]
+
+
+class Shadow(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_void_p),
+        ("password", ctypes.c_void_p),
+        *((f, ctypes.c_long) for f in ("lastchg", "min", "max", "warn", "inact", "expire")),
+        ("flag", ctypes.c_ulong),
+    ]
+
+
+# database -> (struct, point lookups by key kind, enumeration entry points)
+DATABASES = {
+    "passwd": (Passwd, {"name": "getpwnam_r", "id": "getpwuid_r"}, ("setpwent", "getpwent_r", "endpwent")),
+    "group": (Group, {"name": "getgrnam_r", "id": "getgrgid_r"}, ("setgrent", "getgrent_r", "endgrent")),
+    "shadow": (Shadow, {"name": "getspnam_r"}, ("setspent", "getspent_r", "endspent")),
+}
+ID_FIELD = {"passwd": "uid", "group": "gid"}
+
+
+class Memory:
+    """Reads this process's memory without trusting pointers: EIO instead of SIGSEGV."""
+
+    def __init__(self) -> None:
+        self.fd = os.open("/proc/self/mem", os.O_RDONLY)
+
+    def bytes(self, addr: int, size: int) -> bytes | None:
+        try:
+            data = os.pread(self.fd, size, addr)
+        except (OSError, OverflowError):
+            return None
+        return data if len(data) == size else None
+
+    def string(self, addr: int | None) -> str | None:
+        if not addr:
+            return None
+        out = b""
+        while len(out) < 1 << 20:
+            chunk = self.bytes(addr + len(out), 64) or self.bytes(addr + len(out), 1)
+            if chunk is None:
+                return f"<unreadable pointer {addr:#x}>"
+            if b"\0" in chunk:
+                return (out + chunk[: chunk.index(b"\0")]).decode(errors="replace")
+            out += chunk
+        return f"<unterminated string at {addr:#x}>"
+
+    def pointers(self, addr: int | None, limit: int = 100_000) -> list[int] | None:
+        if not addr:
+            return None
+        out = []
+        while len(out) < limit:
+            word = self.bytes(addr + 8 * len(out), 8)
+            if word is None:
+                return None
+            value = int.from_bytes(word, "little")
+            if not value:
+                return out
+            out.append(value)
+        return None
+
+
+MEMORY: Memory | None = None
+
+
+def memory() -> Memory:
+    global MEMORY
+    if MEMORY is None:
+        MEMORY = Memory()
+    return MEMORY
+
+
+def entry(db: str, record: ctypes.Structure) -> dict:
+    """The answer as glibc's caller would read it."""
+    mem = memory()
+    if db == "passwd":
+        return {
+            "name": mem.string(record.name),
+            "uid": record.uid,
+            "gid": record.gid,
+            "gecos": mem.string(record.gecos),
+            "home": mem.string(record.home),
+            "shell": mem.string(record.shell),
+        }
+    if db == "group":
+        pointers = mem.pointers(record.members)
+        members = None if pointers is None else [mem.string(p) for p in pointers]
+        return {"name": mem.string(record.name), "gid": record.gid, "members": members}
+    return {
+        "name": mem.string(record.name),
+        "password": mem.string(record.password),
+        **{f: getattr(record, f) for f in ("lastchg", "min", "max", "warn", "inact", "expire")},
+    }
+
+
+class Answer:
+    def __init__(self, status: int, errno: int, value: dict | None, overflow: int) -> None:
+        self.status, self.errno, self.value, self.overflow = status, errno, value, overflow
+
+    @property
+    def name(self) -> str:
+        return STATUS.get(self.status, f"status {self.status}")
+
+    def as_dict(self) -> dict:
+        return {"status": self.name, "errno": self.errno, "value": self.value, "overflow": self.overflow}
+
+
+class Module:
+    """The library opened directly, with its service's entry points."""
+
+    def __init__(self, library: str, service: str, note: Callable[[str], None]) -> None:
+        self.lib = ctypes.CDLL(library)
+        self.service = service
+        self.note = note
+        self.libc = ctypes.CDLL(None)
+        self.libc.malloc.restype = ctypes.c_void_p
+        self.libc.malloc.argtypes = [ctypes.c_size_t]
+        self.libc.free.argtypes = [ctypes.c_void_p]
+        self.libc.malloc_usable_size.restype = ctypes.c_size_t
+        self.libc.malloc_usable_size.argtypes = [ctypes.c_void_p]
+
+    def function(self, name: str):
+        fn = getattr(self.lib, f"_nss_{self.service}_{name}", None)
+        if fn is not None:
+            fn.restype = ctypes.c_int
+        return fn
+
+    def has(self, name: str) -> bool:
+        return self.function(name) is not None
+
+    def call(self, fn_name: str, db: str, key: object, size: int, where: str = "") -> Answer:
+        """One call with a SIZE-byte buffer followed by guard bytes."""
+        struct = DATABASES[db][0]
+        fn = self.function(fn_name)
+        record = struct()
+        raw = ctypes.create_string_buffer(size + GUARD)
+        ctypes.memset(raw, GUARD_BYTE, size + GUARD)
+        err = ctypes.c_int(ERRNO_SENTINEL)
+        args: list = []
+        if key is not None:
+            args.append(ctypes.c_uint(key) if isinstance(key, int) else ctypes.c_char_p(str(key).encode()))
+        args += [ctypes.byref(record), ctypes.c_void_p(ctypes.addressof(raw)), ctypes.c_size_t(size)]
+        self.note(f"{where or fn_name} with a {size}-byte buffer")
+        status = fn(*args, ctypes.byref(err))
+        changed = [i for i, b in enumerate(raw.raw[size : size + GUARD]) if b != GUARD_BYTE]
+        overflow = changed[-1] + 1 if changed else 0  # how far past the end it wrote
+        value = entry(db, record) if status == 1 else None
+        return Answer(status, err.value, value, overflow)
+
+    def lookup(self, db: str, by: str, key: object, size: int = BIG) -> Answer:
+        fn = DATABASES[db][1][by]
+        return self.call(fn, db, key, size, f"{fn}({key!r})")
+
+    def sized(self, db: str, by: str, key: object) -> Answer:
+        """A lookup with a buffer grown on ERANGE, as glibc does."""
+        size = 1024
+        while True:
+            got = self.lookup(db, by, key, size)
+            if not (got.status == -2 and got.errno == ERANGE) or size >= HUGE:
+                return got
+            size *= 2
+
+    def setent(self, db: str) -> int:
+        set_name = DATABASES[db][2][0]
+        self.note(f"{set_name}(1)")
+        return self.function(set_name)(ctypes.c_int(1))
+
+    def endent(self, db: str) -> int:
+        end_name = DATABASES[db][2][2]
+        self.note(f"{end_name}()")
+        return self.function(end_name)()
+
+    def getent(self, db: str, size: int = BIG, where: str = "") -> Answer:
+        get_name = DATABASES[db][2][1]
+        return self.call(get_name, db, None, size, where or f"{get_name}()")
+
+
+def open_module(spec: dict, note: Callable[[str], None]) -> Module:
+    note(f"dlopen({spec['library']})")
+    return Module(spec["library"], spec["service"], note)
+
+
+def run(spec: dict, note: Callable[[str], None]) -> dict:
+    """The worker's entry: spec["fn"] is "nss:<test>"."""
+    test = spec["fn"].split(":", 1)[1]
+    module = open_module(spec, note)
+    return TESTS[test](module, spec)
+
+
+# ---------------------------------------------------------------- erange
+
+
+def erange(module: Module, spec: dict) -> dict:
+    """Sweeps buffer sizes from 0 up for each query; see lab/checks/erange.py."""
+    deadline = time.monotonic() + spec.get("budget", 8.0)
+    out = []
+    queries = spec["queries"]
+    for n, (db, by, key) in enumerate(queries):
+        share = (deadline - time.monotonic()) / (len(queries) - n)  # slow modules: each query its share
+        out.append(sweep(module, db, by, key, time.monotonic() + max(share, 0.0)))
+    return {"queries": out}
+
+
+def sweep(module: Module, db: str, by: str, key: object, deadline: float) -> dict:
+    query = f"{DATABASES[db][1][by]}({key!r})"
+    started = time.monotonic()
+    reference = module.sized(db, by, key)
+    per_call = max(time.monotonic() - started, 1e-5)
+    result: dict = {"query": query, "reference": reference.as_dict(), "problems": {}, "tried": 0}
+    if reference.status != 1:
+        return result
+    estimate = answer_size(reference.value) + 64
+    sizes = sizes_to_try(estimate, int(max(deadline - time.monotonic(), 0.0) / per_call))
+    for size in sizes:
+        if time.monotonic() > deadline:
+            result["cut_short"] = True
+            break
+        got = module.lookup(db, by, key, size)
+        result["tried"] += 1
+        problem = erange_problem(got, reference, size)
+        if problem:  # per kind: how often, at which sizes, and the first one whole
+            seen = result["problems"].setdefault(problem["kind"], {"count": 0, "sizes": [], "first": problem})
+            seen["count"] += 1
+            seen["sizes"] = (seen["sizes"] + [size])[:8]
+        if got.status == 1 and "fitted" not in result:
+            result["fitted"] = size
+    result["estimate"] = estimate
+    return result
+
+
+def sizes_to_try(estimate: int, affordable: int) -> list[int]:
+    """Every size from 0 past the estimate when the calls are cheap. Else, most telling
+    first (the time may run out): 0, the sizes just below the estimate where an answer
+    starts to fit, the small ones, then an even spread."""
+    if affordable > estimate:
+        return list(range(estimate + 1))
+    order = [0, *range(estimate, max(0, estimate - 48), -1), *range(1, min(17, estimate))]
+    step = max(estimate // max(affordable - len(order), 1), 1)
+    order += range(0, estimate, step)
+    return list(dict.fromkeys(order))
+
+
+def answer_size(value: dict) -> int:
+    """Bytes the strings (and member pointers) of an answer take, without alignment."""
+    size = sum(len(v.encode()) + 1 for v in value.values() if isinstance(v, str))
+    members = value.get("members") or []
+    return size + 8 + sum(len(m.encode()) + 9 for m in members if m) + 8
+
+
+def erange_problem(got: Answer, reference: Answer, size: int) -> dict | None:
+    if got.overflow:
+        return {"size": size, "kind": "overflow", "bytes": got.overflow, "status": got.name}
+    if got.status == 1:
+        if got.value != reference.value:
+            return {"size": size, "kind": "truncated", "got": got.value, "want": reference.value}
+        return None
+    if got.status == -2 and got.errno == ERANGE:
+        return None
+    return {"size": size, "kind": "status", "status": got.name, "errno": got.errno}
+
+
+# ---------------------------------------------------------------- status codes
+
+
+def unknown(module: Module, spec: dict) -> dict:
+    """Point lookups of keys that do not exist."""
+    out = []
+    for db, by, key in spec["queries"]:
+        got = module.lookup(db, by, key)
+        out.append({"query": f"{DATABASES[db][1][by]}({key!r})", **got.as_dict()})
+    return {"answers": out}
+
+
+# ---------------------------------------------------------------- enumeration
+
+
+def listing(module: Module, db: str, limit: int, size: int = BIG, grow: bool = False) -> dict:
+    """get*ent_r until it stops (or LIMIT entries: a loop). With GROW the buffer starts
+    tiny and doubles on ERANGE, and the same entry must come back."""
+    names: list = []
+    entries: list = []
+    while len(names) < limit:
+        got = module.getent(db, size)
+        if got.status == -2 and got.errno == ERANGE and grow and size < HUGE:
+            size *= 2
+            continue
+        if got.status != 1:
+            return {"names": names, "entries": entries, "end": got.as_dict(), "looped": False}
+        names.append(got.value["name"])
+        entries.append(got.value)
+        if got.overflow:
+            return {"names": names, "entries": entries, "end": got.as_dict(), "looped": False}
+    return {"names": names, "entries": entries, "end": None, "looped": True}
+
+
+def enumerate_db(module: Module, spec: dict) -> dict:
+    """For each database: the plain listing, a rewind, a tiny growing buffer, and
+    passwd/group interleaved."""
+    limit = spec.get("limit", 10_000)
+    out: dict = {}
+    for db in spec["databases"]:
+        module.setent(db)
+        plain = listing(module, db, limit)
+        module.endent(db)
+        module.setent(db)
+        first = listing(module, db, min(2, max(len(plain["names"]) - 1, 1)))
+        module.setent(db)
+        rewound = listing(module, db, limit)
+        module.endent(db)
+        module.setent(db)
+        small = listing(module, db, limit, size=8, grow=True)
+        module.endent(db)
+        out[db] = {
+            "plain": strip(plain),
+            "after_partial": first["names"],
+            "rewound": strip(rewound),
+            "small_buffer": strip(small),
+        }
+    if {"passwd", "group"} <= set(spec["databases"]):
+        out["interleaved"] = interleave(module, limit)
+    return out
+
+
+def strip(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k != "entries"}
+
+
+def interleave(module: Module, limit: int) -> dict:
+    """setpwent, setgrent, then one getpwent_r and one getgrent_r in turn (guest-oslogin#160)."""
+    module.setent("passwd")
+    module.setent("group")
+    names: dict[str, list] = {"passwd": [], "group": []}
+    ended = {"passwd": False, "group": False}
+    while not all(ended.values()) and max(len(v) for v in names.values()) < limit:
+        for db in ("passwd", "group"):
+            if ended[db]:
+                continue
+            got = module.getent(db)
+            if got.status == 1:
+                names[db].append(got.value["name"])
+            else:
+                ended[db] = True
+    module.endent("passwd")
+    module.endent("group")
+    return {"names": names, "looped": not all(ended.values())}
+
+
+def without_setent(module: Module, spec: dict) -> dict:
+    """get*ent_r as the first call, and again after end*ent: must not crash."""
+    out = {}
+    for db in spec["databases"]:
+        get_name, set_name = DATABASES[db][2][1], DATABASES[db][2][0]
+        first = module.getent(db, where=f"{get_name}() before any {set_name}()")
+        module.setent(db)
+        listing(module, db, spec.get("limit", 10_000))
+        module.endent(db)
+        after = module.getent(db, where=f"{get_name}() after {DATABASES[db][2][2]}()")
+        out[db] = {"first": first.as_dict(), "after_end": after.as_dict()}
+    return out
+
+
+# ---------------------------------------------------------------- consistency
+
+
+def consistency(module: Module, spec: dict) -> dict:
+    """Every enumerated entry against its point lookups by name and by id."""
+    out: dict = {}
+    for db in spec["databases"]:
+        module.setent(db)
+        listed = listing(module, db, spec.get("limit", 10_000))
+        module.endent(db)
+        entries = listed["entries"]
+        by_id: dict[int, list] = {}
+        for e in entries:
+            if db in ID_FIELD:
+                by_id.setdefault(e[ID_FIELD[db]], []).append(e)
+        mismatches = []
+        for e in entries:
+            keys = [("name", e["name"])] + ([("id", e[ID_FIELD[db]])] if db in ID_FIELD else [])
+            for by, key in keys:
+                got = module.sized(db, by, key)
+                allowed = by_id[key] if by == "id" else [e]
+                if got.status != 1 or normal(got.value) not in [normal(a) for a in allowed]:
+                    mismatches.append(
+                        {"query": f"{DATABASES[db][1][by]}({key!r})", "enumerated": e, **got.as_dict()}
+                    )
+        out[db] = {"entries": len(entries), "mismatches": mismatches[:20], "count": len(mismatches)}
+    return out
+
+
+def normal(value: dict | None) -> dict | None:
+    if value and value.get("members") is not None:
+        return {**value, "members": sorted(value["members"])}
+    return value
+
+
+# ---------------------------------------------------------------- initgroups
+
+
+def initgroups(module: Module, spec: dict) -> dict:
+    """initgroups_dyn for each user, starting from a one-slot array it must grow, and
+    again with a roomy array."""
+    out = []
+    fn = module.function("initgroups_dyn")
+    for user, gid in spec["users"]:
+        one = {}
+        for initial in (1, 256):
+            one[f"size{initial}"] = initgroups_once(module, fn, user, gid, initial)
+        out.append({"user": user, "gid": gid, **one})
+    return {"users": out}
+
+
+def initgroups_once(module: Module, fn, user: str, gid: int, initial: int) -> dict:
+    """One call with a malloc'ed INITIAL-slot array holding the primary gid, as glibc
+    passes it. The module may realloc it; afterwards malloc_usable_size tells whether the
+    array really holds the *size slots the module claims."""
+    libc = module.libc
+    array = libc.malloc(initial * 4)
+    ctypes.c_uint.from_address(array).value = gid
+    start, size = ctypes.c_long(1), ctypes.c_long(initial)
+    groups = ctypes.c_void_p(array)
+    err = ctypes.c_int(ERRNO_SENTINEL)
+    module.note(f"initgroups_dyn({user!r}) with a {initial}-slot array")
+    status = fn(
+        ctypes.c_char_p(user.encode()),
+        ctypes.c_uint(gid),
+        ctypes.byref(start),
+        ctypes.byref(size),
+        ctypes.byref(groups),
+        ctypes.c_long(-1),
+        ctypes.byref(err),
+    )
+    result = {
+        "status": STATUS.get(status, f"status {status}"),
+        "errno": err.value,
+        "start": start.value,
+        "size": size.value,
+        "grown": groups.value != array or size.value != initial,
+        "slots": None,
+        "groups": None,
+    }
+    if not groups.value:
+        return result
+    module.note(f"malloc_usable_size() of the array initgroups_dyn({user!r}) returned")
+    result["slots"] = libc.malloc_usable_size(groups) // 4
+    if 1 <= start.value <= 1 << 20:
+        data = memory().bytes(groups.value, 4 * start.value)
+        if data is not None:
+            result["groups"] = [int.from_bytes(data[i : i + 4], "little") for i in range(4, len(data), 4)]
+    if start.value <= size.value <= result["slots"]:  # an overrun heap is not ours to hand back
+        module.note(f"free() of the array initgroups_dyn({user!r}) returned")
+        libc.free(groups)
+    return result
+
+
+# ---------------------------------------------------------------- threads
+
+
+def threads(module: Module, spec: dict) -> dict:
+    """N threads doing mixed point lookups at once, for a bounded time; every answer is
+    compared with the single-threaded one."""
+    queries = [tuple(q) for q in spec["queries"]]
+    reference = {q: normal(module.sized(*q).value) for q in queries}
+    deadline = time.monotonic() + spec.get("seconds", 2.0)
+    counts = {"calls": 0, "wrong": 0}
+    wrong: list[dict] = []
+    lock = threading.Lock()
+    module.note(f"{len(queries)} lookups in {spec.get('threads', 8)} threads at once")
+    module.note = lambda _: None  # the threads would race on the progress note
+
+    def work(seed: int) -> None:
+        rng = random.Random(seed)
+        while time.monotonic() < deadline:
+            q = rng.choice(queries)
+            got = module.lookup(*q, size=BIG)
+            value = normal(got.value)
+            with lock:
+                counts["calls"] += 1
+                if value != reference[q] or got.overflow:
+                    counts["wrong"] += 1
+                    query = f"{DATABASES[q[0]][1][q[1]]}({q[2]!r})"
+                    wrong.append({"query": query, "got": value, "status": got.name, "want": reference[q]})
+                    del wrong[10:]
+
+    workers = [threading.Thread(target=work, args=(n,), daemon=True) for n in range(spec.get("threads", 8))]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(max(deadline - time.monotonic(), 0) + 5.0)
+    stuck = sum(t.is_alive() for t in workers)
+    return {**counts, "examples": wrong, "stuck": stuck, "threads": len(workers)}
+
+
+TESTS: dict[str, Callable[[Module, dict], dict]] = {
+    "erange": erange,
+    "unknown": unknown,
+    "enumerate": enumerate_db,
+    "without-setent": without_setent,
+    "consistency": consistency,
+    "initgroups": initgroups,
+    "threads": threads,
+}
