@@ -1,6 +1,7 @@
 """nsslab: run the lab on NSS modules.
 
     nsslab run [MODULE ...] [--json FILE] [--junit FILE] [--check ID ...] [--report-dir DIR]
+    nsslab inspect LIB [--json]
     nsslab checks
     nsslab reproduce stns
 
@@ -71,6 +72,11 @@ def command(argv: list[str] | None) -> int:
         default=Path("nsslab-report"),
         help="where the evidence file of each hang or crash goes (default ./nsslab-report)",
     )
+    inspect_cmd = sub.add_parser(
+        "inspect", help="read a library's ELF headers (no loading): what glibc here and newer ones make of it"
+    )
+    inspect_cmd.add_argument("library", type=Path, help="a libnss_<name>.so.2 (any ELF file)")
+    inspect_cmd.add_argument("--json", action="store_true", help="print the facts and findings as JSON")
     sub.add_parser("checks", help="list the checks, the bugs they catch and the causes the lab names")
     reproduce = sub.add_parser("reproduce", help="replay a known incident step by step")
     reproduce.add_argument("incident", choices=["stns"], help="stns: the libnss_stns bash freeze")
@@ -85,6 +91,10 @@ def command(argv: list[str] | None) -> int:
         for cause, meaning in CAUSES.items():
             print(f"    {cause:<22} {meaning}")
         return 0
+    if args.command == "inspect":
+        from lab.report.inspect import inspect_library
+
+        return inspect_library(args.library, args.json)
     if args.command == "reproduce":
         from lab.reproduce import reproduce_stns
 

@@ -120,9 +120,10 @@ def read_dynamic(elf: ELFFile, info: ElfInfo) -> None:
     dynsym = elf.get_section_by_name(".dynsym")
     names = [s.name for s in dynsym.iter_symbols() if s["st_shndx"] != "SHN_UNDEF"] if dynsym else []
     info.nss_symbols = sorted(n for n in names if n.startswith("_nss_"))
-    info.go_markers = sorted(
-        {n for n in names if n == "crosscall2" or n.startswith("_cgo_") or n == "_rt0_amd64_lib"}
-    )[:5]
+    markers = {
+        n for n in names if n in ("crosscall2", "_cgo_init", "_rt0_amd64_lib") or n.startswith("_cgo_")
+    }
+    info.go_markers = sorted(markers, key=lambda n: (n.startswith("_cgo_") and n != "_cgo_init", n))[:5]
 
 
 def read_segments(elf: ELFFile, info: ElfInfo) -> None:

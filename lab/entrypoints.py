@@ -236,21 +236,56 @@ def run(spec: dict, note: Callable[[str], None]) -> dict:
 
 
 def erange(module: Module, spec: dict) -> dict:
-    """Sweeps buffer sizes from 0 up for each query; see lab/checks/erange.py."""
+    """Sweeps buffer sizes from 0 up for each point lookup, and for get*ent_r on the
+    biggest entry of each listing; see lab/checks/erange.py."""
     deadline = time.monotonic() + spec.get("budget", 8.0)
+    jobs = [("lookup", q) for q in spec["queries"]] + [("listing", db) for db in spec.get("listings", [])]
     out = []
-    queries = spec["queries"]
-    for n, (db, by, key) in enumerate(queries):
-        share = (deadline - time.monotonic()) / (len(queries) - n)  # slow modules: each query its share
-        out.append(sweep(module, db, by, key, time.monotonic() + max(share, 0.0)))
+    for n, (kind, what) in enumerate(jobs):
+        share = (deadline - time.monotonic()) / (len(jobs) - n)  # slow modules: each job its share
+        until = time.monotonic() + max(share, 0.0)
+        out.append(
+            sweep_lookup(module, *what, until) if kind == "lookup" else sweep_listing(module, what, until)
+        )
     return {"queries": out}
 
 
-def sweep(module: Module, db: str, by: str, key: object, deadline: float) -> dict:
-    query = f"{DATABASES[db][1][by]}({key!r})"
+def sweep_lookup(module: Module, db: str, by: str, key: object, deadline: float) -> dict:
     started = time.monotonic()
     reference = module.sized(db, by, key)
     per_call = max(time.monotonic() - started, 1e-5)
+    query = f"{DATABASES[db][1][by]}({key!r})"
+    return sweep(query, reference, lambda size: module.lookup(db, by, key, size), per_call, deadline)
+
+
+def sweep_listing(module: Module, db: str, deadline: float) -> dict:
+    """get*ent_r on the listing's biggest entry, after a fresh end*ent/set*ent for every
+    size, so that only the buffer handling is tested, not the cursor."""
+    get_name = DATABASES[db][2][1]
+    started = time.monotonic()
+    module.endent(db)
+    module.setent(db)
+    entries = listing(module, db, 10_000)["entries"]
+    module.endent(db)
+    if not entries:
+        return {"query": f"{get_name}()", "reference": None, "problems": {}, "tried": 0}
+    index = max(range(len(entries)), key=lambda i: answer_size(entries[i]))
+    per_call = max(time.monotonic() - started, 1e-5) * (index + 1) / len(entries)
+    query = f"{get_name}() at entry {entries[index]['name']!r}"
+
+    def attempt(size: int) -> Answer:
+        module.endent(db)
+        module.setent(db)
+        for _ in range(index):
+            module.getent(db)
+        return module.getent(db, size, where=query)
+
+    return sweep(query, Answer(1, 0, entries[index], 0), attempt, per_call, deadline)
+
+
+def sweep(
+    query: str, reference: Answer, attempt: Callable[[int], Answer], per_call: float, deadline: float
+) -> dict:
     result: dict = {"query": query, "reference": reference.as_dict(), "problems": {}, "tried": 0}
     if reference.status != 1:
         return result
@@ -260,7 +295,7 @@ def sweep(module: Module, db: str, by: str, key: object, deadline: float) -> dic
         if time.monotonic() > deadline:
             result["cut_short"] = True
             break
-        got = module.lookup(db, by, key, size)
+        got = attempt(size)
         result["tried"] += 1
         problem = erange_problem(got, reference, size)
         if problem:  # per kind: how often, at which sizes, and the first one whole
@@ -324,18 +359,19 @@ def listing(module: Module, db: str, limit: int, size: int = BIG, grow: bool = F
     tiny and doubles on ERANGE, and the same entry must come back."""
     names: list = []
     entries: list = []
+    retries = 0
     while len(names) < limit:
         got = module.getent(db, size)
         if got.status == -2 and got.errno == ERANGE and grow and size < HUGE:
             size *= 2
+            retries += 1
             continue
         if got.status != 1:
-            return {"names": names, "entries": entries, "end": got.as_dict(), "looped": False}
+            end = {**got.as_dict(), "size": size}
+            return {"names": names, "entries": entries, "end": end, "looped": False, "retries": retries}
         names.append(got.value["name"])
         entries.append(got.value)
-        if got.overflow:
-            return {"names": names, "entries": entries, "end": got.as_dict(), "looped": False}
-    return {"names": names, "entries": entries, "end": None, "looped": True}
+    return {"names": names, "entries": entries, "end": None, "looped": True, "retries": retries}
 
 
 def enumerate_db(module: Module, spec: dict) -> dict:

@@ -106,7 +106,8 @@ def read_manifest(path: Path, seen: tuple[Path, ...] = ()) -> dict:
         raise LabError(f"{path}: not a valid manifest: {e}") from None
     except OSError as e:
         raise LabError(f"{path}: {e.strerror}") from None
-    data["files"] = {t: str(path.parent / src) for t, src in data.get("files", {}).items()}
+    if "files" in data:
+        data["files"] = {t: str(path.parent / src) for t, src in data["files"].items()}
     if "extends" not in data:
         return data
     base = (path.parent / data.pop("extends")).resolve()
@@ -186,12 +187,21 @@ def ensure_built(module: Module) -> None:
 
 
 def stale(module: Module) -> bool:
+    """The library is missing or older than a source in its directory, or in a directory
+    the build command names (`make -f ../clab/Makefile` builds from ../clab)."""
     if not module.library.exists():
         return True
     built = module.library.stat().st_mtime
+    here = module.library.parent
+    dirs = {here} | {
+        (here / word).resolve().parent
+        for word in (module.build or "").split()
+        if "/" in word and (here / word).exists()
+    }
     sources = (
         p
-        for p in module.library.parent.iterdir()
-        if p.suffix in (".c", ".h", ".go", ".mod", ".rs") or p.name == "Makefile"
+        for d in dirs
+        for p in d.iterdir()
+        if p.suffix in (".c", ".h", ".go", ".mod", ".rs", ".map") or p.name == "Makefile"
     )
     return any(os.path.getmtime(p) > built for p in sources)

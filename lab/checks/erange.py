@@ -13,18 +13,19 @@ CONSEQUENCE = {
 @check("erange")
 def erange(ctx: Context) -> Outcome:
     """Calls every point-lookup entry point (getpwnam_r, getpwuid_r, getgrnam_r,
-    getgrgid_r, getspnam_r) for each manifest entry with every buffer size from 0 up to
-    what the answer needs, with guard bytes after the buffer (glibc's bug17079 test).
+    getgrgid_r, getspnam_r) for each manifest entry, and get*ent_r on the biggest entry of
+    each listing, with every buffer size from 0 up to what the answer needs and guard
+    bytes after the buffer (glibc's bug17079 test).
     Only the exact answer, or NSS_STATUS_TRYAGAIN with errno ERANGE, may come back.
 
     Catches the module that copies strings without checking buflen (a heap overflow in
     whatever called getpwnam_r: glibc starts at 1 KiB, and a 137-member group took STNS
     down), the one that truncates fields to fit, and the one that answers NOTFOUND for a
     small buffer, so users with long group lists or gecos fields vanish."""
-    queries = ctx.queries()
-    if not queries:
-        return Outcome("skip", "no manifest entries to look up")
-    value, bad = ctx.direct("erange", "buffer-size sweep", queries=queries, budget=BUDGET)
+    queries, listings = ctx.queries(), ctx.enumerable()
+    if not queries and not listings:
+        return Outcome("skip", "no manifest entries to look up and nothing to enumerate")
+    value, bad = ctx.direct("erange", "buffer-size sweep", queries=queries, listings=listings, budget=BUDGET)
     if bad:
         return bad
     problems: list[str] = []
@@ -40,8 +41,8 @@ def erange(ctx: Context) -> Outcome:
     sampled = f"; {cut} sweep(s) sampled, the module is slow" if cut else ""
     return Outcome(
         "pass",
-        f"{len(value['queries'])} lookups, {tried} buffer sizes in all: exact answer or TRYAGAIN/ERANGE, "
-        f"guard bytes intact{sampled}",
+        f"{len(value['queries'])} sweeps, {tried} buffer sizes in all: "
+        f"exact answer or TRYAGAIN/ERANGE, guard bytes intact{sampled}",
         details,
     )
 
@@ -53,7 +54,8 @@ def describe(query: str, kind: str, seen: dict) -> str:
     if seen["count"] > 1:
         at += f" ({seen['count']} sizes: {sizes})"
     if kind == "overflow":
-        return f"{query} wrote {first['bytes']} byte(s) past the end of the buffer {at}, status {first['status']}"
+        past = f"{first['bytes']} byte(s) past the end of the buffer"
+        return f"{query} wrote {past} {at}, status {first['status']}"
     if kind == "truncated":
         wrong = differences(first["got"], first["want"])
         return f"{query} returned SUCCESS {at} with a truncated answer: {wrong}"

@@ -16,6 +16,7 @@ EXECSTACK_REFUSED_FROM = "2.41"
 class Finding:
     severity: str  # "blocker" (glibc here refuses it), "fail", "warn" or "info"
     text: str
+    refused_load: bool = True  # for a blocker: dlopen itself fails (not so for no entry points)
 
 
 def findings(
@@ -135,6 +136,9 @@ def elf(ctx: Context) -> Outcome:
     blockers = [f.text for f in found if f.severity == "blocker"]
     failures = [f.text for f in found if f.severity == "fail"]
     warnings = [f.text for f in found if f.severity == "warn"]
+    if blockers and not any(f.refused_load for f in found if f.severity == "blocker"):
+        details["blocker"] = True
+        return Outcome("fail", "; ".join(blockers + failures), details)
     if blockers:
         result = ctx.target.scenario([ctx.step("dlopen", [{"fn": "dlopen", "arg": ctx.target.module_path}])])[
             0

@@ -1,17 +1,20 @@
 /* A well-behaved NSS module in plain C: the known-good reference for the lab.
  *
- * Serves passwd and group entries (plus initgroups) from /etc/<NAME>.db, whose lines are
+ * Serves passwd, group, shadow and initgroups from /etc/<DB>.db, whose lines are
  *   passwd:NAME:UID:GID:GECOS:HOME:SHELL
  *   group:NAME:GID:MEMBER,MEMBER
- * The service name is a build parameter (-DNSS_NAME=clab) so that variants such as the
- * slow module share this source. -DSLOW_MS=300 makes every lookup sleep, to prove that
- * the lab tells a slow module from a hung one.
+ *   shadow:NAME:PASSWORD:LASTCHG:MIN:MAX:WARN:INACT:EXPIRE   (empty field: -1)
+ * The service name is a build parameter (-DNSS_NAME=clab), so variants share this
+ * source: -DSLOW_MS=300 makes every lookup sleep (slow is not hung), and each
+ * -DPLANT_<DEFECT> plants one real-world contract bug for the lab to find (see the
+ * planted modules' manifests). Built without PLANT_*, none of that code exists.
  */
 #include <errno.h>
 #include <grp.h>
 #include <nss.h>
 #include <pthread.h>
 #include <pwd.h>
+#include <shadow.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +22,9 @@
 
 #ifndef NSS_NAME
 #define NSS_NAME clab
+#endif
+#ifndef DB_NAME
+#define DB_NAME NSS_NAME
 #endif
 #ifndef SLOW_MS
 #define SLOW_MS 0
@@ -30,17 +36,28 @@
 #define ENTRY3(a, b, c) CAT3(a, b, c)
 #define ENTRY(fn) ENTRY3(_nss_, NSS_NAME, _##fn)
 
-#define DB_PATH "/etc/" STR(NSS_NAME) ".db"
-#define MAX_FIELDS 8
+#define DB_PATH "/etc/" STR(DB_NAME) ".db"
+#define MAX_FIELDS 10
+
+typedef enum nss_status (*filler)(char **fields, void *ent, char *buf, size_t len, int *errnop);
 
 static pthread_mutex_t enum_lock = PTHREAD_MUTEX_INITIALIZER;
-static long pw_cursor = -1, gr_cursor = -1; /* line index of the next entry, -1: not set */
+/* line index of the next entry per database, -1: set*ent not called */
+static long pw_cursor = -1, gr_cursor = -1, sp_cursor = -1;
+
+#ifdef PLANT_TLS
+/* Planted: 4 KiB of initial-exec TLS, more than glibc keeps for late dlopen. */
+static __thread char scratch[4096] __attribute__((tls_model("initial-exec")));
+#endif
 
 static void slow_down(void)
 {
 #if SLOW_MS > 0
 	struct timespec ts = {SLOW_MS / 1000, (SLOW_MS % 1000) * 1000000L};
 	nanosleep(&ts, NULL);
+#endif
+#ifdef PLANT_TLS
+	scratch[0]++;
 #endif
 }
 
@@ -60,62 +77,115 @@ static int split(char *line, char **fields)
 	return n;
 }
 
+static int min_fields(const char *kind)
+{
+	return !strcmp(kind, "passwd") ? 7 : !strcmp(kind, "shadow") ? 9 : 4;
+}
+
 /* Copies S into the caller's buffer; NULL when it does not fit. */
 static char *stash(const char *s, char **buf, size_t *left)
 {
 	size_t len = strlen(s) + 1;
 	char *out = *buf;
+#if defined(PLANT_OVERFLOW)
+	if (len - 1 > *left) /* planted: forgets the terminating NUL, writes 1 byte past */
+		return NULL;
+#elif defined(PLANT_TRUNCATE)
+	if (len > *left && *left > 1) { /* planted: cuts the string to what is left */
+		memcpy(out, s, *left - 1);
+		out[*left - 1] = '\0';
+		*buf += *left;
+		*left = 0;
+		return out;
+	}
 	if (len > *left)
 		return NULL;
+#else
+	if (len > *left)
+		return NULL;
+#endif
 	memcpy(out, s, len);
 	*buf += len;
 	*left -= len;
 	return out;
 }
 
-static enum nss_status fill_passwd(char **f, struct passwd *pw, char *buf, size_t len, int *errnop)
+static enum nss_status erange(int *errnop)
 {
+#ifdef PLANT_SMALLBUF
+	*errnop = ENOENT; /* planted: a small buffer reads as "no such entry" */
+	return NSS_STATUS_NOTFOUND;
+#else
+	*errnop = ERANGE;
+	return NSS_STATUS_TRYAGAIN;
+#endif
+}
+
+static enum nss_status fill_passwd(char **f, void *ent, char *buf, size_t len, int *errnop)
+{
+	struct passwd *pw = ent;
 	pw->pw_uid = (uid_t)strtoul(f[2], NULL, 10);
 	pw->pw_gid = (gid_t)strtoul(f[3], NULL, 10);
 	if (!(pw->pw_name = stash(f[1], &buf, &len)) || !(pw->pw_passwd = stash("x", &buf, &len)) ||
 	    !(pw->pw_gecos = stash(f[4], &buf, &len)) || !(pw->pw_dir = stash(f[5], &buf, &len)) ||
-	    !(pw->pw_shell = stash(f[6], &buf, &len))) {
-		*errnop = ERANGE;
-		return NSS_STATUS_TRYAGAIN;
-	}
+	    !(pw->pw_shell = stash(f[6], &buf, &len)))
+		return erange(errnop);
 	return NSS_STATUS_SUCCESS;
 }
 
-static enum nss_status fill_group(char **f, struct group *gr, char *buf, size_t len, int *errnop)
+static enum nss_status fill_group(char **f, void *ent, char *buf, size_t len, int *errnop)
 {
+	struct group *gr = ent;
 	size_t count = 0, i = 0;
 	char *m, *save = NULL, **members;
 	gr->gr_gid = (gid_t)strtoul(f[2], NULL, 10);
 	if (!(gr->gr_name = stash(f[1], &buf, &len)) || !(gr->gr_passwd = stash("x", &buf, &len)))
-		goto erange;
+		return erange(errnop);
 	for (m = f[3]; *m; m++)
 		count += *m == ',';
 	count += f[3][0] != '\0';
 	/* The member array must be pointer-aligned inside the buffer. */
 	size_t pad = (sizeof(char *) - ((unsigned long)buf % sizeof(char *))) % sizeof(char *);
 	if (pad + (count + 1) * sizeof(char *) > len)
-		goto erange;
+		return erange(errnop);
 	members = (char **)(buf + pad);
 	buf += pad + (count + 1) * sizeof(char *);
 	len -= pad + (count + 1) * sizeof(char *);
 	for (m = strtok_r(f[3], ",", &save); m; m = strtok_r(NULL, ",", &save))
 		if (!(members[i++] = stash(m, &buf, &len)))
-			goto erange;
+			return erange(errnop);
 	members[i] = NULL;
 	gr->gr_mem = members;
 	return NSS_STATUS_SUCCESS;
-erange:
-	*errnop = ERANGE;
-	return NSS_STATUS_TRYAGAIN;
 }
 
-/* Finds the first line of KIND ("passwd" or "group") at index >= *cursor whose field
- * KEY_FIELD equals KEY (any line when KEY is NULL); splits it into FIELDS. */
+/* An aging field: empty means -1 ("never", "no limit"). */
+static long aging(const char *field)
+{
+#ifdef PLANT_SHADOW_ZERO
+	return strtol(field, NULL, 10); /* planted: empty becomes 0, "expired in 1970" */
+#else
+	return *field ? strtol(field, NULL, 10) : -1;
+#endif
+}
+
+static enum nss_status fill_shadow(char **f, void *ent, char *buf, size_t len, int *errnop)
+{
+	struct spwd *sp = ent;
+	if (!(sp->sp_namp = stash(f[1], &buf, &len)) || !(sp->sp_pwdp = stash(f[2], &buf, &len)))
+		return erange(errnop);
+	sp->sp_lstchg = aging(f[3]);
+	sp->sp_min = aging(f[4]);
+	sp->sp_max = aging(f[5]);
+	sp->sp_warn = aging(f[6]);
+	sp->sp_inact = aging(f[7]);
+	sp->sp_expire = aging(f[8]);
+	sp->sp_flag = ~0ul;
+	return NSS_STATUS_SUCCESS;
+}
+
+/* Finds the first line of KIND at index >= *cursor whose field KEY_FIELD equals KEY (any
+ * line when KEY is NULL); splits it into FIELDS. 1: found, 0: not found, -1: no file. */
 static int find(const char *kind, int key_field, const char *key, long *cursor, char *line,
 		size_t size, char **fields)
 {
@@ -130,7 +200,7 @@ static int find(const char *kind, int key_field, const char *key, long *cursor, 
 		if (index++ < start)
 			continue;
 		int n = split(line, fields);
-		if (strcmp(fields[0], kind) != 0 || n < (strcmp(kind, "passwd") ? 4 : 7))
+		if (strcmp(fields[0], kind) != 0 || n < min_fields(kind))
 			continue;
 		if (key && strcmp(fields[key_field], key) != 0)
 			continue;
@@ -143,12 +213,21 @@ static int find(const char *kind, int key_field, const char *key, long *cursor, 
 	return found;
 }
 
-static enum nss_status lookup_passwd(int key_field, const char *key, struct passwd *pw, char *buf,
-				     size_t len, int *errnop)
+static enum nss_status lookup(const char *kind, int key_field, const char *key, filler fill,
+			      void *ent, char *buf, size_t len, int *errnop)
 {
-	char line[4096], *f[MAX_FIELDS];
+#ifdef PLANT_RACE
+	static char line[65536]; /* planted: one parse buffer shared by every thread */
+	static char *f[MAX_FIELDS];
+#else
+	char line[65536], *f[MAX_FIELDS];
+#endif
 	slow_down();
-	int r = find("passwd", key_field, key, NULL, line, sizeof line, f);
+	int r = find(kind, key_field, key, NULL, line, sizeof line, f);
+#ifdef PLANT_STATUS
+	if (r == 0) /* planted: a miss answers with the first entry, as a "default" */
+		r = find(kind, 0, NULL, NULL, line, sizeof line, f);
+#endif
 	if (r < 0) {
 		*errnop = errno;
 		return NSS_STATUS_UNAVAIL;
@@ -157,67 +236,98 @@ static enum nss_status lookup_passwd(int key_field, const char *key, struct pass
 		*errnop = ENOENT;
 		return NSS_STATUS_NOTFOUND;
 	}
-	return fill_passwd(f, pw, buf, len, errnop);
+	return fill(f, ent, buf, len, errnop);
 }
 
-static enum nss_status lookup_group(int key_field, const char *key, struct group *gr, char *buf,
-				    size_t len, int *errnop)
+static void key_of(unsigned id, char *key, size_t size)
 {
-	char line[65536], *f[MAX_FIELDS];
-	slow_down();
-	int r = find("group", key_field, key, NULL, line, sizeof line, f);
-	if (r < 0) {
-		*errnop = errno;
-		return NSS_STATUS_UNAVAIL;
-	}
-	if (r == 0) {
-		*errnop = ENOENT;
-		return NSS_STATUS_NOTFOUND;
-	}
-	return fill_group(f, gr, buf, len, errnop);
+	snprintf(key, size, "%u", id);
 }
 
 enum nss_status ENTRY(getpwnam_r)(const char *name, struct passwd *pw, char *buf, size_t len,
 				  int *errnop)
 {
-	return lookup_passwd(1, name, pw, buf, len, errnop);
+	return lookup("passwd", 1, name, fill_passwd, pw, buf, len, errnop);
 }
 
 enum nss_status ENTRY(getpwuid_r)(uid_t uid, struct passwd *pw, char *buf, size_t len, int *errnop)
 {
 	char key[32];
-	snprintf(key, sizeof key, "%u", (unsigned)uid);
-	return lookup_passwd(2, key, pw, buf, len, errnop);
+	key_of(uid, key, sizeof key);
+	return lookup("passwd", 2, key, fill_passwd, pw, buf, len, errnop);
 }
 
 enum nss_status ENTRY(getgrnam_r)(const char *name, struct group *gr, char *buf, size_t len,
 				  int *errnop)
 {
-	return lookup_group(1, name, gr, buf, len, errnop);
+	return lookup("group", 1, name, fill_group, gr, buf, len, errnop);
 }
 
 enum nss_status ENTRY(getgrgid_r)(gid_t gid, struct group *gr, char *buf, size_t len, int *errnop)
 {
 	char key[32];
-	snprintf(key, sizeof key, "%u", (unsigned)gid);
-	return lookup_group(2, key, gr, buf, len, errnop);
+	key_of(gid, key, sizeof key);
+	return lookup("group", 2, key, fill_group, gr, buf, len, errnop);
 }
+
+enum nss_status ENTRY(getspnam_r)(const char *name, struct spwd *sp, char *buf, size_t len,
+				  int *errnop)
+{
+	return lookup("shadow", 1, name, fill_shadow, sp, buf, len, errnop);
+}
+
+#ifdef PLANT_CONSIST
+/* Planted: the listing is built by other code that puts everyone on /bin/sh. */
+static enum nss_status fill_listed_passwd(char **f, void *ent, char *buf, size_t len, int *errnop)
+{
+	f[6] = "/bin/sh";
+	return fill_passwd(f, ent, buf, len, errnop);
+}
+#define fill_listed_passwd fill_listed_passwd
+#else
+#define fill_listed_passwd fill_passwd
+#endif
+
+#ifdef PLANT_NOSETENT
+static FILE *listing; /* planted: the listing's stream, opened only by set*ent */
+#define OPEN_LISTING() (listing = listing ? listing : fopen(DB_PATH, "re"))
+#define CLOSE_LISTING() (listing ? (fclose(listing), listing = NULL) : NULL)
+#define PEEK_LISTING()                                                                             \
+	do {                                                                                       \
+		rewind(listing); /* NULL when set*ent was never called */                           \
+	} while (0)
+#else
+#define OPEN_LISTING() ((void)0)
+#define CLOSE_LISTING() ((void)0)
+#define PEEK_LISTING() ((void)0)
+#endif
+
+#ifdef PLANT_INTERLEAVE
+/* Planted: passwd and group listings share one paging state, so each restarts the other
+ * (the guest-oslogin#160 shape): interleaved, neither ever ends. */
+#define RESTART_OTHER(cursor) (&(cursor) == &pw_cursor ? (gr_cursor = 0) : (pw_cursor = 0))
+#else
+#define RESTART_OTHER(cursor) ((void)0)
+#endif
 
 /* Enumeration: the cursor only advances when the entry fitted, so an ERANGE retry with a
  * bigger buffer returns the same entry (glibc relies on this). */
-#define ENUMERATION(db, type, cursor, fill, linesize)                                        \
+#define ENUMERATION(db, type, kind, cursor, fill, linesize)                                  \
 	enum nss_status ENTRY(set##db##ent)(int stayopen)                                    \
 	{                                                                                    \
 		(void)stayopen;                                                              \
 		slow_down();                                                                 \
 		pthread_mutex_lock(&enum_lock);                                              \
-		cursor = 0;                                                                  \
+		OPEN_LISTING();                                                              \
+		if (REWINDS(cursor))                                                         \
+			cursor = 0;                                                          \
 		pthread_mutex_unlock(&enum_lock);                                            \
 		return NSS_STATUS_SUCCESS;                                                   \
 	}                                                                                    \
 	enum nss_status ENTRY(end##db##ent)(void)                                            \
 	{                                                                                    \
 		pthread_mutex_lock(&enum_lock);                                              \
+		CLOSE_LISTING();                                                             \
 		cursor = -1;                                                                 \
 		pthread_mutex_unlock(&enum_lock);                                            \
 		return NSS_STATUS_SUCCESS;                                                   \
@@ -229,20 +339,64 @@ enum nss_status ENTRY(getgrgid_r)(gid_t gid, struct group *gr, char *buf, size_t
 		char *f[MAX_FIELDS];                                                         \
 		enum nss_status st;                                                          \
 		pthread_mutex_lock(&enum_lock);                                              \
+		PEEK_LISTING();                                                              \
 		long next = cursor < 0 ? 0 : cursor;                                         \
-		int r = find(#type, 0, NULL, &next, line, sizeof line, f);                   \
+		int r = find(kind, 0, NULL, &next, line, sizeof line, f);                    \
+		RESTART_OTHER(cursor);                                                       \
 		if (r <= 0) {                                                                \
-			*errnop = r < 0 ? errno : ENOENT;                                    \
-			st = r < 0 ? NSS_STATUS_UNAVAIL : NSS_STATUS_NOTFOUND;              \
-		} else if ((st = fill(f, ent, buf, len, errnop)) == NSS_STATUS_SUCCESS) {    \
-			cursor = next;                                                       \
+			*errnop = r < 0 ? errno : END_ERRNO;                                 \
+			st = r < 0 ? NSS_STATUS_UNAVAIL : NSS_STATUS_NOTFOUND;               \
+		} else {                                                                     \
+			ADVANCE_EARLY(cursor, next);                                         \
+			if ((st = fill(f, ent, buf, len, errnop)) == NSS_STATUS_SUCCESS)     \
+				cursor = next;                                               \
 		}                                                                            \
 		pthread_mutex_unlock(&enum_lock);                                            \
 		return st;                                                                   \
 	}
 
-ENUMERATION(pw, passwd, pw_cursor, fill_passwd, 4096)
-ENUMERATION(gr, group, gr_cursor, fill_group, 65536)
+#ifdef PLANT_REWIND
+#define REWINDS(cursor) ((cursor) < 0) /* planted: a second set*ent does not rewind */
+#else
+#define REWINDS(cursor) 1
+#endif
+#ifdef PLANT_ENDERRNO
+#define END_ERRNO ERANGE /* planted: a stale errno from the last retry */
+#else
+#define END_ERRNO ENOENT
+#endif
+#ifdef PLANT_SKIP
+#define ADVANCE_EARLY(cursor, next) ((cursor) = (next)) /* planted: ERANGE loses the entry */
+#else
+#define ADVANCE_EARLY(cursor, next) ((void)0)
+#endif
+
+ENUMERATION(pw, passwd, "passwd", pw_cursor, fill_listed_passwd, 4096)
+ENUMERATION(gr, group, "group", gr_cursor, fill_group, 65536)
+ENUMERATION(sp, spwd, "shadow", sp_cursor, fill_shadow, 4096)
+
+/* Adds GID to the caller's array, growing it as glibc expects. */
+static int add_group(gid_t gid, long *start, long *size, gid_t **groupsp, long limit, int *errnop)
+{
+	if (*start == *size) {
+		if (limit > 0 && *size >= limit)
+			return 0;
+#ifdef PLANT_GROW /* planted: never grows, writes past the end */
+		(void)errnop;
+#else
+		long newsize = limit > 0 && 2 * *size > limit ? limit : 2 * *size;
+		gid_t *grown = realloc(*groupsp, (size_t)newsize * sizeof(gid_t));
+		if (!grown) {
+			*errnop = ENOMEM;
+			return -1;
+		}
+		*groupsp = grown;
+		*size = newsize;
+#endif
+	}
+	(*groupsp)[(*start)++] = gid;
+	return 0;
+}
 
 enum nss_status ENTRY(initgroups_dyn)(const char *user, gid_t skipgroup, long *start, long *size,
 				      gid_t **groupsp, long limit, int *errnop)
@@ -258,19 +412,8 @@ enum nss_status ENTRY(initgroups_dyn)(const char *user, gid_t skipgroup, long *s
 			member = strcmp(m, user) == 0;
 		if (!member || gid == skipgroup)
 			continue;
-		if (*start == *size) {
-			if (limit > 0 && *size >= limit)
-				return NSS_STATUS_SUCCESS;
-			long newsize = limit > 0 && 2 * *size > limit ? limit : 2 * *size;
-			gid_t *grown = realloc(*groupsp, (size_t)newsize * sizeof(gid_t));
-			if (!grown) {
-				*errnop = ENOMEM;
-				return NSS_STATUS_TRYAGAIN;
-			}
-			*groupsp = grown;
-			*size = newsize;
-		}
-		(*groupsp)[(*start)++] = gid;
+		if (add_group(gid, start, size, groupsp, limit, errnop) < 0)
+			return NSS_STATUS_TRYAGAIN;
 	}
 	if (r < 0) {
 		*errnop = errno;

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,38 @@ def test_failed_install_leaves_nothing(tmp_path):
     with pytest.raises(LabError, match="sandbox set-up failed"):
         Sandbox().install(module)
     assert snapshot() == before
+
+
+def test_every_kind_of_bad_library_gets_a_verdict_and_the_rest_still_run(tmp_path, capsys):
+    ensure_built(load(MODULES / "clab"))
+    arm = tmp_path / "libnss_armlab.so.2"
+    data = bytearray((MODULES / "clab" / "libnss_clab.so.2").read_bytes())
+    data[18:20] = (183).to_bytes(2, "little")  # EM_AARCH64
+    arm.write_bytes(bytes(data))
+    (tmp_path / "helper.c").write_text("int helper(void) { return 0; }\n")
+    noentry, obj = tmp_path / "libnss_noentry.so.2", tmp_path / "libnss_objlab.so.2"
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", noentry, tmp_path / "helper.c"], check=True)
+    subprocess.run(["cc", "-c", "-fPIC", "-o", obj, tmp_path / "helper.c"], check=True)
+    modules = [arm, noentry, obj, MODULES / "ctorexit", MODULES / "clab"]
+    rc = main(["run", *map(str, modules), "--check", "load"])
+    out = capsys.readouterr().out
+    assert rc == 1 and "Traceback" not in out
+    assert "built for EM_AARCH64; the target is x86_64" in out
+    assert "exports no _nss_noentry_* entry point" in out
+    assert "an ELF ET_REL, not a shared object" in out
+    assert "process exited with status 1 inside getpwnam('pyama')" in out
+    assert "1 of 5 modules passed; not passed: armlab, noentry, objlab, ctorexit" in out
+
+
+def test_inspect_reads_headers_without_loading(capsys, tmp_path):
+    for name in ("golab", "newglibclab"):
+        ensure_built(load(MODULES / name))
+    assert main(["inspect", str(MODULES / "golab" / "libnss_golab.so.2")]) == 0
+    out = capsys.readouterr().out
+    assert "Go: go1.19.8" in out and "verdict: warn" in out and "STATIC_TLS, 8 bytes" in out
+    assert main(["inspect", str(MODULES / "newglibclab" / "libnss_newglibclab.so.2")]) == 1
+    assert "blocker: needs GLIBC_2.99" in capsys.readouterr().out
+    text = tmp_path / "libnss_text.so.2"
+    text.write_text("hello")
+    assert main(["inspect", str(text)]) == 1
+    assert capsys.readouterr().err.strip() == f"nsslab: {text}: not an ELF file"

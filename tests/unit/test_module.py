@@ -7,6 +7,8 @@ import pytest
 from lab import module
 from lab.errors import LabError
 from lab.install import nsswitch
+from lab.module import load
+from tests.conftest import MODULES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,3 +74,15 @@ def test_expect_table_is_read_and_checked(tmp_path):
     assert module.load(ok).expect == {"fork-child": "hang"}
     with pytest.raises(LabError, match=r"\[expect\] statuses must be one of"):
         module.load(write(tmp_path, 'name = "a"\nlibrary = "x"\n[expect]\nfork-child = "frozen"'))
+
+
+def test_extends_inherits_data_but_not_identity(tmp_path):
+    planted = load(MODULES / "overflowlab")
+    clab = load(MODULES / "clab")
+    assert planted.name == "overflowlab" and planted.expect == {"erange": "fail"}
+    assert planted.users == clab.users and planted.groups == clab.groups and planted.shadow == clab.shadow
+    assert planted.files == {"/etc/clab.db": (MODULES / "clab" / "users.db").resolve()}
+    loop = tmp_path / "module.toml"
+    loop.write_text('extends = "module.toml"\nname = "x"\nlibrary = "libnss_x.so.2"\n')
+    with pytest.raises(LabError, match="loops back"):
+        load(loop)

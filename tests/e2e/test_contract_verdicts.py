@@ -1,0 +1,84 @@
+"""Each planted contract or ELF defect is failed by exactly the check that targets it, with
+a reason naming the defect; good modules (plain, slow, big groups) pass every check."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import checks
+
+pytestmark = pytest.mark.sandbox
+
+PLANTED = [
+    # module, check, status, words the reason must contain
+    ("overflowlab", "erange", "fail", "past the end of the buffer"),
+    ("truncatelab", "erange", "fail", "truncated answer: shell"),
+    ("smallbuflab", "erange", "fail", "returned NOTFOUND (errno 2) with a 0-byte buffer"),
+    ("statuslab", "status-codes", "fail", "SUCCESS for an entry that does not exist"),
+    ("rewindlab", "enumeration", "fail", "did not rewind"),
+    ("interleavelab", "enumeration", "fail", "interleaved never end (guest-oslogin#160)"),
+    ("nosetentlab", "enumeration", "crash", "getpwent_r() before any setpwent()"),
+    ("enderrnolab", "enumeration", "fail", "ended with errno 34, not ENOENT"),
+    ("skiplab", "enumeration", "fail", "the cursor moved on although the entry did not fit"),
+    ("consistlab", "consistency", "fail", "shell '/bin/bash' (listed '/bin/sh')"),
+    ("growlab", "initgroups", "fail", "past the array's end instead of growing it"),
+    ("racelab", "threads", "fail", "answered wrong (not thread-safe)"),
+    ("shadowlab", "shadow", "fail", "sp_expire of pyama: 0 (the account expired on 1970-01-01"),
+    ("tlslab", "elf", "fail", "dlopen in the target says: /usr/lib"),
+    ("execstacklab", "elf", "fail", "executable stack (PT_GNU_STACK is RWX): glibc >= 2.41 refuses"),
+    ("newglibclab", "elf", "fail", "version `GLIBC_2.99' not found"),
+    ("needlab", "elf", "fail", "libnsslab_gone.so.1: cannot open shared object file"),
+    ("noentrylab", "elf", "fail", "exports no _nss_noentrylab_* entry point"),
+    ("ctorexit", "load", "crash", "process exited with status 1 inside getpwnam('pyama')"),
+]
+
+
+@pytest.mark.parametrize(("name", "check", "status", "words"), PLANTED, ids=[p[0] for p in PLANTED])
+def test_planted_defect_fails_exactly_its_check(lab_run, name, check, status, words):
+    report = lab_run(name)
+    got = checks(report)[check]
+    assert got.status == status, got.reason
+    assert words in got.reason, got.reason
+    others = [
+        (c.id, c.status, c.reason)
+        for c in report.checks
+        if c.id != check and c.status not in ("pass", "skip")
+    ]
+    assert others == []
+    assert report.unexpected() == []  # and its manifest's [expect] says so
+
+
+def test_static_tls_refusal_is_confirmed_and_gates_the_rest(lab_run):
+    report = lab_run("tlslab")
+    assert "cannot allocate memory in static TLS block" in checks(report)["elf"].reason
+    assert [c.status for c in report.checks[1:]] == ["skip"] * (len(report.checks) - 1)
+
+
+def test_crash_and_exit_in_the_module_are_diagnosed(lab_run):
+    assert checks(lab_run("nosetentlab"))["enumeration"].cause == "segfault-in-module"
+    load = checks(lab_run("ctorexit"))["load"]
+    assert load.cause == "exit-in-module" and "constructor" in load.evidence["explanation"]
+
+
+@pytest.mark.parametrize("name", ["clab", "biglab", "slowlab"])
+def test_good_modules_pass_every_contract_check(lab_run, name):
+    c = checks(lab_run(name))
+    for check in ("elf", "status-codes", "erange", "enumeration", "consistency", "initgroups", "threads"):
+        assert c[check].status == "pass", (check, c[check].reason)
+
+
+def test_big_groups_are_exercised_and_pass(lab_run):
+    c = checks(lab_run("biglab"))
+    assert "incl. everyone with 250 members" in c["initgroups"].reason
+    assert "grown correctly 3 time(s)" in c["initgroups"].reason  # pyama (22 groups), taro, hanako
+    assert c["lookup"].status == "pass"  # `id -G pyama` through glibc: 23 gids
+
+
+def test_shadow_is_checked_where_the_manifest_lists_it(lab_run):
+    assert checks(lab_run("clab"))["shadow"].status == "pass"
+    assert checks(lab_run("slowlab"))["shadow"].status == "skip"
+
+
+def test_slow_module_gets_a_bounded_sampled_sweep(lab_run):
+    erange = checks(lab_run("slowlab"))["erange"]
+    assert erange.status == "pass" and "sampled, the module is slow" in erange.reason
