@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import os
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -94,11 +95,12 @@ class Memory:
         if not addr:
             return None
         out = []
+        width = ctypes.sizeof(ctypes.c_void_p)
         while len(out) < limit:
-            word = self.bytes(addr + 8 * len(out), 8)
+            word = self.bytes(addr + width * len(out), width)
             if word is None:
                 return None
-            value = int.from_bytes(word, "little")
+            value = int.from_bytes(word, sys.byteorder)
             if not value:
                 return out
             out.append(value)
@@ -527,7 +529,8 @@ def initgroups_once(module: Module, fn, user: str, gid: int, initial: int) -> di
     if 1 <= start.value <= 1 << 20:
         data = memory().bytes(groups.value, 4 * start.value)
         if data is not None:
-            result["groups"] = [int.from_bytes(data[i : i + 4], "little") for i in range(4, len(data), 4)]
+            gids = [data[i : i + 4] for i in range(4, len(data), 4)]  # [0] is the primary gid
+            result["groups"] = [int.from_bytes(g, sys.byteorder) for g in gids]
     if start.value <= size.value <= result["slots"]:  # an overrun heap is not ours to hand back
         module.note(f"free() of the array initgroups_dyn({user!r}) returned")
         libc.free(groups)
