@@ -119,7 +119,7 @@ def test_every_kind_of_bad_library_gets_a_verdict_and_the_rest_still_run(tmp_pat
     subprocess.run(["cc", "-c", "-fPIC", "-o", obj, tmp_path / "helper.c"], check=True)
     modules = [arm, noentry, obj, MODULES / "ctorexit", MODULES / "clab"]
     rc = main(["run", *map(str, modules), "--check", "load"])
-    out = capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())  # the table wraps long reasons
     assert rc == 1 and "Traceback" not in out
     assert "built for EM_AARCH64; the target is x86_64" in out
     assert "exports no _nss_noentry_* entry point" in out
