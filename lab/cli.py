@@ -2,6 +2,7 @@
 
     nsslab run [MODULE ...] [--json FILE] [--junit FILE] [--check ID ...] [--report-dir DIR]
     nsslab inspect LIB [--json]
+    nsslab box build [PLATFORM ...]
     nsslab checks
     nsslab reproduce stns
 
@@ -19,6 +20,8 @@ import inspect
 import sys
 from pathlib import Path
 
+from lab.backends import close_all
+from lab.boxes import PLATFORMS
 from lab.checks import ORDER, REGISTRY
 from lab.errors import LabError
 from lab.forensics import CAUSES
@@ -50,7 +53,12 @@ def command(argv: list[str] | None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the checks on modules (default: the built-in demo)")
     run.add_argument("modules", nargs="*", help="module.toml, a directory with one, or a libnss_*.so.2")
-    run.add_argument("--target", default="sandbox", help="where to run: sandbox (default)")
+    run.add_argument(
+        "--target",
+        default="sandbox",
+        help="where to run: sandbox (default), vagrant:PLATFORM (a VM), or vagrant (every platform)",
+    )
+    run.add_argument("--keep", action="store_true", help="leave the VMs up afterwards (vagrant targets)")
     run.add_argument("--json", type=Path, help="write the verdicts as JSON to this file")
     run.add_argument("--junit", type=Path, help="write the verdicts as JUnit XML to this file")
     run.add_argument("--check", action="append", choices=ORDER, help="run only this check (repeatable)")
@@ -77,6 +85,10 @@ def command(argv: list[str] | None) -> int:
     )
     inspect_cmd.add_argument("library", type=Path, help="a libnss_<name>.so.2 (any ELF file)")
     inspect_cmd.add_argument("--json", action="store_true", help="print the facts and findings as JSON")
+    box = sub.add_parser("box", help="Vagrant boxes built offline from Debian packages")
+    box.add_argument("action", choices=["build"])
+    box.add_argument("platforms", nargs="*", help=f"default: debian12; known: {', '.join(PLATFORMS)}")
+    box.add_argument("--force", action="store_true", help="rebuild even when a cached box exists")
     sub.add_parser("checks", help="list the checks, the bugs they catch and the causes the lab names")
     reproduce = sub.add_parser("reproduce", help="replay a known incident step by step")
     reproduce.add_argument("incident", choices=["stns"], help="stns: the libnss_stns bash freeze")
@@ -91,6 +103,10 @@ def command(argv: list[str] | None) -> int:
         for cause, meaning in CAUSES.items():
             print(f"    {cause:<22} {meaning}")
         return 0
+    if args.command == "box":
+        from lab.boxes import main as build_boxes
+
+        return build_boxes(args.platforms, args.force)
     if args.command == "inspect":
         from lab.report.inspect import inspect_library
 
@@ -102,12 +118,18 @@ def command(argv: list[str] | None) -> int:
 
     modules = args.modules or [str(BUILTIN / name) for name in DEMO]
     expect_mode = args.expect or not args.modules
+    targets = [f"vagrant:{p}" for p in PLATFORMS] if args.target == "vagrant" else [args.target]
     reports = []
-    for path in modules:
-        report = run_module(path, args.target, args.check, args.step_timeout)
-        write_evidence(report, args.report_dir)
-        print(render(report), flush=True)
-        reports.append(report)
+    try:
+        for target in targets:
+            for path in modules:
+                report = run_module(path, target, args.check, args.step_timeout, args.keep)
+                write_evidence(report, args.report_dir)
+                print(render(report), flush=True)
+                reports.append(report)
+    finally:
+        for error in close_all():
+            print(f"nsslab: could not remove {error}", file=sys.stderr)
     if args.json:
         write_json(reports, args.json)
     if args.junit:

@@ -65,7 +65,11 @@ class ModuleReport:
 
 
 def run_module(
-    path: str | Path, target_spec: str = "sandbox", only: list[str] | None = None, step_timeout: float = 20.0
+    path: str | Path,
+    target_spec: str = "sandbox",
+    only: list[str] | None = None,
+    step_timeout: float = 20.0,
+    keep: bool = False,
 ) -> ModuleReport:
     started = time.monotonic()
     report = ModuleReport(name=Path(path).name, library=str(path), target=target_spec)
@@ -78,7 +82,7 @@ def run_module(
         report.expect = {k: v for k, v in module.expect.items() if not only or k in only or k in GATES}
         ensure_built(module)
         info = elf.inspect(module.library)
-        target = get_target(target_spec)
+        target = get_target(target_spec, keep)
         target.install(module)
     except Exception as e:  # one line per module, whatever went wrong; the others still run
         report.error = str(e) if isinstance(e, LabError) else f"internal error: {type(e).__name__}: {e}"

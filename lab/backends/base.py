@@ -52,8 +52,11 @@ class Target(abc.ABC):
         """Removes what install() did; must be safe to call twice."""
 
     @abc.abstractmethod
-    def wrap(self, argv: list[str]) -> list[str]:
-        """The local command that runs ARGV as root inside the target."""
+    def wrap(self, argv: list[str], tty: bool = False) -> list[str]:
+        """The local command that runs ARGV as root inside the target (on a terminal with TTY)."""
+
+    def close(self) -> None:  # noqa: B027 - most targets have nothing to end
+        """Ends the target itself once every module has run (a VM is destroyed)."""
 
     @property
     @abc.abstractmethod
@@ -136,7 +139,7 @@ class Target(abc.ABC):
 
     def spawn(self, argv: list[str], env: dict[str, str], timeout: float = 10.0) -> pexpect.spawn:
         """An interactive process in the target on a pseudo-terminal, for pexpect."""
-        local = self.wrap(["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv])
+        local = self.wrap(["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv], tty=True)
         return pexpect.spawn(
             local[0],
             local[1:],

@@ -132,7 +132,7 @@ class Sandbox(Target):
                     Path(d).chmod(0o755)
         return list(points.items())
 
-    def wrap(self, argv: list[str]) -> list[str]:
+    def wrap(self, argv: list[str], tty: bool = False) -> list[str]:  # pexpect gives the pty
         assert self.holder, "install() first"
         return ["nsenter", f"--mount=/proc/{self.holder.pid}/ns/mnt", "--", *argv]
 

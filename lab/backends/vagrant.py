@@ -1,0 +1,238 @@
+"""A real VM per platform (Vagrantfile at the top of the checkout), driven over ssh.
+
+The VM is brought up once and reused by every module of a run: install() puts the module
+where a package would (the real lib dir, /etc/nsswitch.conf, the manifest's [files], home
+dirs), uninstall() puts the originals back, and close() destroys the VM unless --keep.
+Every command runs as root through `ssh … sudo -n`, so the probe, testinfra and pexpect
+work exactly as in the sandbox: no check is written twice.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from lab import boxes
+from lab.backends.base import PROBE_FILES, Target
+from lab.boxes import VAGRANT_HOME
+from lab.errors import CommandTimeout, LabError
+from lab.install import nsswitch
+from lab.module import Module
+
+ROOT = Path(__file__).resolve().parent.parent.parent  # the checkout, where the Vagrantfile is
+SERIAL_DIR = Path("/var/tmp/nsslab-serial")
+WORKDIR = "/var/tmp/nsslab"
+UP_TIMEOUT = 900.0  # TCG boots in about a minute here; slower hosts get room, never forever
+CALL_TIMEOUT = 120.0
+ORIGINAL = ".nsslab-orig"
+
+
+def vagrant_env(driver: str | None = None) -> dict[str, str]:
+    env = dict(os.environ, VAGRANT_HOME=str(VAGRANT_HOME), NSSLAB_SERIAL_DIR=str(SERIAL_DIR))
+    env.pop("VAGRANT_CWD", None)
+    if driver:
+        env["NSSLAB_LIBVIRT_DRIVER"] = driver
+    return env
+
+
+def vagrant(args: list[str], timeout: float, driver: str | None = None) -> str:
+    """Runs `vagrant ARGS` in the checkout, in its own process group, bounded."""
+    try:
+        done = subprocess.run(
+            ["vagrant", *args],
+            cwd=ROOT,
+            env=vagrant_env(driver),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        raise CommandTimeout(f"`vagrant {' '.join(args)}` took over {timeout:.0f} s") from None
+    except FileNotFoundError:
+        raise LabError("vagrant is not installed (./nsslab.sh setup-vm installs it)") from None
+    if done.returncode != 0:
+        lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
+        raise LabError(f"`vagrant {' '.join(args)}` failed: {lines[-1] if lines else 'no output'}")
+    return done.stdout
+
+
+class Vagrant(Target):
+    python = "python3"
+
+    def __init__(self, platform: str, keep: bool = False) -> None:
+        self.platform = platform
+        self.name = f"vagrant:{platform}"
+        self.keep = keep
+        self.ssh_config: Path | None = None
+        self._module_path = ""
+        self.restore: list[str] = []  # shell lines that undo install()
+        self.booted = 0.0
+
+    # ---- the VM
+
+    def up(self) -> None:
+        if self.ssh_config:
+            return
+        override = f"NSSLAB_BOX_{self.platform.upper()}" in os.environ
+        if not override and not boxes.box_present(self.platform):
+            raise LabError(
+                f"no box {boxes.box_name(self.platform)}: run `nsslab box build {self.platform}` first"
+            )
+        ensure_libvirt()
+        SERIAL_DIR.mkdir(parents=True, exist_ok=True)
+        driver = libvirt_driver(self.platform)
+        started = time.monotonic()
+        try:
+            vagrant(["up", self.platform, "--provider", "libvirt"], UP_TIMEOUT, driver)
+        except LabError as e:
+            raise LabError(f"{e}; serial console: {self.console_tail()}") from None
+        self.booted = time.monotonic() - started
+        fd, path = tempfile.mkstemp(prefix="nsslab-ssh-", suffix=".cfg")
+        os.write(fd, vagrant(["ssh-config", self.platform], 60).encode())
+        os.close(fd)
+        self.ssh_config = Path(path)
+
+    def console_tail(self) -> str:
+        log = SERIAL_DIR / f"{self.platform}.log"
+        lines = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
+        return " | ".join(lines) or "no console output"
+
+    def close(self) -> None:
+        """Destroys the VM (unless --keep) and forgets its ssh config and connection."""
+        if self.ssh_config:
+            master = ["ssh", "-F", str(self.ssh_config), "-o", f"ControlPath={self.ssh_config}.sock"]
+            subprocess.run([*master, "-O", "exit", self.platform], capture_output=True, timeout=30)
+            self.ssh_config.unlink(missing_ok=True)
+            self.ssh_config = None
+        if not self.keep:
+            vagrant(["destroy", "-f", self.platform], 300)
+
+    # ---- Target
+
+    @property
+    def probe_path(self) -> str:
+        return f"{WORKDIR}/probe.py"
+
+    @property
+    def workdir(self) -> str:
+        return WORKDIR
+
+    @property
+    def module_path(self) -> str:
+        assert self._module_path, "install() first"
+        return self._module_path
+
+    def wrap(self, argv: list[str], tty: bool = False) -> list[str]:
+        assert self.ssh_config, "install() first"
+        ssh = ["ssh", "-F", str(self.ssh_config), "-o", "BatchMode=yes", "-o", "ConnectTimeout=20"]
+        # One multiplexed connection: a TCG guest takes 1-2 s per ssh handshake.
+        ssh += ["-o", "ControlMaster=auto", "-o", f"ControlPath={self.ssh_config}.sock", "-o", "ControlPersist=120"]
+        return [*ssh, "-tt" if tty else "-T", self.platform, "sudo -n -- " + shlex.join(argv)]
+
+    def copy(self, local: Path, remote: str, mode: str = "0644") -> None:
+        """LOCAL to REMOTE (as root): cat over ssh, so no scp quoting or staging dir."""
+        with open(local, "rb") as data:
+            done = subprocess.run(
+                self.wrap(["sh", "-c", f'cat > "$1" && chmod {mode} "$1"', "copy", remote]),
+                stdin=data,
+                capture_output=True,
+                timeout=CALL_TIMEOUT,
+                start_new_session=True,
+            )
+        if done.returncode != 0:
+            raise LabError(f"copying {local.name} into {self.name} failed: {done.stderr.decode().strip()}")
+
+    def install(self, module: Module) -> None:
+        self.up()
+        self.run(["sh", "-c", f"rm -rf {WORKDIR} && mkdir -m 755 {WORKDIR}"])
+        for source in PROBE_FILES:
+            self.copy(source, f"{WORKDIR}/{source.name}")
+        libdir = self.sh("dirname \"$(ldconfig -p | awk '/libnss_files.so.2 /{print $NF; exit}')\"").strip()
+        self._module_path = f"{libdir}/libnss_{module.name}.so.2"
+        self.restore = [f"rm -f {self._module_path}"]
+        self.place(module.library, self._module_path, "0755")
+        current = self.run(["cat", "/etc/nsswitch.conf"]).stdout
+        with tempfile.NamedTemporaryFile("w", suffix=".conf") as f:
+            f.write(nsswitch(module, current))
+            f.flush()
+            self.place(Path(f.name), "/etc/nsswitch.conf", "0644")
+        for target, source in module.files.items():
+            self.place(source, target, "0644")
+        for user in module.users:
+            if user.home.startswith("/"):
+                self.sh(
+                    f"[ -e {shlex.quote(user.home)} ] || {{ mkdir -p -m 750 {shlex.quote(user.home)} && "
+                    f"chown {user.uid}:{user.gid} {shlex.quote(user.home)}; }}"
+                )
+                self.restore.append(f"rmdir {shlex.quote(user.home)} 2>/dev/null")
+
+    def place(self, source: Path, target: str, mode: str) -> None:
+        """Installs SOURCE at TARGET, keeping the original to put back."""
+        quoted, saved = shlex.quote(target), shlex.quote(target + ORIGINAL)
+        keep_original = f"if [ -e {quoted} ] && [ ! -e {saved} ]; then cp -a {quoted} {saved}; fi"
+        self.sh(f'{keep_original}; mkdir -p "$(dirname {quoted})"')
+        self.copy(source, target, mode)
+        self.restore.append(f"if [ -e {saved} ]; then mv -f {saved} {quoted}; else rm -f {quoted}; fi")
+
+    def uninstall(self) -> None:
+        if not self.ssh_config:
+            return
+        script = [f"pkill -9 -f {WORKDIR}/ 2>/dev/null", *reversed(self.restore), f"rm -rf {WORKDIR}", "true"]
+        self.restore = []
+        try:
+            self.sh("; ".join(script))
+        except (LabError, CommandTimeout):
+            pass  # the VM is disposable; close() destroys it
+
+    def sh(self, script: str, timeout: float = CALL_TIMEOUT) -> str:
+        done = self.run(["sh", "-c", script], timeout=timeout)
+        if done.rc != 0:
+            raise LabError(f"in {self.name}: `{script[:80]}` failed: {done.stderr.strip()[-200:]}")
+        return done.stdout
+
+
+def ensure_libvirt() -> None:
+    """libvirtd and virtlogd, started by hand where systemd is not PID 1."""
+    for daemon in ("virtlogd", "libvirtd"):
+        if subprocess.run(["pgrep", "-x", daemon], capture_output=True).returncode != 0:
+            if not shutil.which(daemon):
+                raise LabError(f"{daemon} is not installed (./nsslab.sh setup-vm installs libvirt)")
+            subprocess.run([daemon, "-d"], capture_output=True, timeout=30, start_new_session=True)
+    deadline = time.monotonic() + 15
+    while not Path("/var/run/libvirt/libvirt-sock").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def libvirt_driver(platform: str) -> str:
+    """kvm when KVM really boots a Linux kernel here, else qemu (TCG). /dev/kvm existing is
+    not enough: nested KVM may refuse a stock guest ("failed to set MSR 0x10a") or hang it."""
+    forced = os.environ.get("NSSLAB_LIBVIRT_DRIVER")
+    if forced:
+        return forced
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "qemu"
+    box = VAGRANT_HOME / "boxes" / boxes.box_name(platform).replace("/", "-VAGRANTSLASH-")
+    kernels = sorted(box.glob("*/libvirt/vmlinuz"))
+    if not kernels:
+        return "qemu"
+    kernel = kernels[-1]
+    argv = [
+        "qemu-system-x86_64", "-accel", "kvm", "-cpu", "host", "-m", "256", "-nodefaults",
+        "-display", "none", "-no-reboot", "-serial", "stdio", "-kernel", str(kernel),
+        "-initrd", str(kernel.parent / "initrd.img"),
+        "-append", "console=ttyS0 panic=-1 root=/dev/nonexistent",
+    ]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        out, _ = proc.communicate()
+    return "kvm" if b"Run /init" in out or b"Freeing unused kernel" in out else "qemu"
