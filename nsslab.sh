@@ -3,6 +3,8 @@
 #   ./nsslab.sh run [ARGS]    install what is needed, then `nsslab run ARGS` (default: the built-in demo)
 #   ./nsslab.sh test [ARGS]   install what is needed, then the lab's own test suite (pytest ARGS)
 #   ./nsslab.sh reproduce     install what is needed, then `nsslab reproduce stns`
+#   ./nsslab.sh test-vm       also install vagrant/libvirt/qemu/debootstrap, then the VM suite
+#   ./nsslab.sh box [PLATFORM...]   build the offline Vagrant boxes (nsslab box build)
 #   ./nsslab.sh setup         only install
 # It installs Debian packages (once), a venv in .venv with the lab, and the modules are built
 # by the lab itself from their manifests.
@@ -11,6 +13,8 @@ cd "$(dirname "$(readlink -f "$0")")"
 
 # gdb + libc6-dbg: backtraces with glibc frame names; strace: `nsslab reproduce stns` step 1.
 PACKAGES=(golang-go gcc make libc6-dev bash bash-completion python3 python3-venv util-linux mount procps gdb libc6-dbg strace)
+# Only for VM targets: Vagrant with libvirt, qemu (KVM or TCG) and the offline box builder.
+VM_PACKAGES=(vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils debootstrap dnsmasq-base e2fsprogs openssh-client)
 
 log() { printf 'nsslab.sh: %s\n' "$*" >&2; }
 
@@ -41,6 +45,7 @@ install_venv() {
 
 command=${1:-run}
 [ $# -gt 0 ] && shift
+case "$command" in test-vm|box) PACKAGES+=("${VM_PACKAGES[@]}") ;; esac
 install_packages
 install_venv
 export GOPROXY=off HOME=${HOME:-/root}  # the sample Go module needs nothing from the network
@@ -48,6 +53,8 @@ case "$command" in
     run) exec .venv/bin/nsslab run "$@" ;;
     reproduce) exec .venv/bin/nsslab reproduce "${@:-stns}" ;;
     test) exec .venv/bin/python -m pytest "$@" ;;
+    test-vm) exec .venv/bin/python -m pytest -m vagrant tests/vm "$@" ;;
+    box) exec .venv/bin/nsslab box build "$@" ;;
     setup) log "ready: .venv/bin/nsslab" ;;
-    *) log "usage: ./nsslab.sh run|test|reproduce|setup [ARGS]"; exit 2 ;;
+    *) log "usage: ./nsslab.sh run|test|test-vm|box|reproduce|setup [ARGS]"; exit 2 ;;
 esac

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from lab.backends.base import Target
 from lab.errors import LabError
 
@@ -37,4 +39,6 @@ def close_all() -> list[str]:
             target.close()
         except Exception as e:  # a VM that will not die must not hide the verdicts
             errors.append(f"{spec}: {e}")
+    if "lab.backends.vagrant" in sys.modules:
+        sys.modules["lab.backends.vagrant"].cleanup()
     return errors

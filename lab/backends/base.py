@@ -42,6 +42,7 @@ class Target(abc.ABC):
 
     name: str = "target"
     python = "python3"  # the target's own interpreter runs the probe
+    full_system = False  # sshd, PAM, systemd as PID 1: the login paths can be driven
 
     @abc.abstractmethod
     def install(self, module: Module) -> None:

@@ -3,13 +3,14 @@
 The VM is brought up once and reused by every module of a run: install() puts the module
 where a package would (the real lib dir, /etc/nsswitch.conf, the manifest's [files], home
 dirs), uninstall() puts the originals back, and close() destroys the VM unless --keep.
-Every command runs as root through `ssh … sudo -n`, so the probe, testinfra and pexpect
-work exactly as in the sandbox: no check is written twice.
+Every command runs as root over one ssh connection opened before the module is installed,
+so the probe, testinfra and pexpect work exactly as in the sandbox: no check is written twice.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -65,6 +66,7 @@ def vagrant(args: list[str], timeout: float, driver: str | None = None) -> str:
 
 class Vagrant(Target):
     python = "python3"
+    full_system = True
 
     def __init__(self, platform: str, keep: bool = False) -> None:
         self.platform = platform
@@ -94,10 +96,33 @@ class Vagrant(Target):
         except LabError as e:
             raise LabError(f"{e}; serial console: {self.console_tail()}") from None
         self.booted = time.monotonic() - started
+        # Root logs in with the box's key: every later command runs as root over this one
+        # connection, opened before any module is installed, so no sudo or login in the
+        # control path ever loads the candidate (a module that freezes sudo must not
+        # freeze the lab too).
+        config = vagrant(["ssh-config", self.platform], 60)
+        keys = "install -d -m 700 /root/.ssh && cat ~vagrant/.ssh/authorized_keys >/root/.ssh/authorized_keys"
+        authorize = f"sudo -n sh -c '{keys}'"
+        vagrant(["ssh", self.platform, "-c", authorize], 120)
         fd, path = tempfile.mkstemp(prefix="nsslab-ssh-", suffix=".cfg")
-        os.write(fd, vagrant(["ssh-config", self.platform], 60).encode())
+        os.write(fd, re.sub(r"(?m)^(\s*User) \S+$", r"\1 root", config).encode())
         os.close(fd)
         self.ssh_config = Path(path)
+        master = [
+            "ssh",
+            "-F",
+            path,
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=20",
+            "-o",
+            "ControlMaster=yes",
+        ]
+        master += ["-o", f"ControlPath={path}.sock", "-o", "ControlPersist=600", "-N", "-f", self.platform]
+        subprocess.run(
+            master, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60
+        )
 
     def console_tail(self) -> str:
         log = SERIAL_DIR / f"{self.platform}.log"
@@ -133,8 +158,15 @@ class Vagrant(Target):
         assert self.ssh_config, "install() first"
         ssh = ["ssh", "-F", str(self.ssh_config), "-o", "BatchMode=yes", "-o", "ConnectTimeout=20"]
         # One multiplexed connection: a TCG guest takes 1-2 s per ssh handshake.
-        ssh += ["-o", "ControlMaster=auto", "-o", f"ControlPath={self.ssh_config}.sock", "-o", "ControlPersist=120"]
-        return [*ssh, "-tt" if tty else "-T", self.platform, "sudo -n -- " + shlex.join(argv)]
+        ssh += [
+            "-o",
+            "ControlMaster=auto",
+            "-o",
+            f"ControlPath={self.ssh_config}.sock",
+            "-o",
+            "ControlPersist=120",
+        ]
+        return [*ssh, "-tt" if tty else "-T", self.platform, shlex.join(argv)]
 
     def copy(self, local: Path, remote: str, mode: str = "0644") -> None:
         """LOCAL to REMOTE (as root): cat over ssh, so no scp quoting or staging dir."""
@@ -184,9 +216,12 @@ class Vagrant(Target):
     def uninstall(self) -> None:
         if not self.ssh_config:
             return
-        script = [f"pkill -9 -f {WORKDIR}/ 2>/dev/null", *reversed(self.restore), f"rm -rf {WORKDIR}", "true"]
+        # Anything a check left running from the workdir; "[/]" keeps pkill off this very shell.
+        leftovers = f"pkill -9 -f '[/]{WORKDIR[1:]}/' 2>/dev/null; true"
+        script = [*reversed(self.restore), f"rm -rf {WORKDIR}", "true"]
         self.restore = []
         try:
+            self.sh(leftovers)
             self.sh("; ".join(script))
         except (LabError, CommandTimeout):
             pass  # the VM is disposable; close() destroys it
@@ -198,16 +233,51 @@ class Vagrant(Target):
         return done.stdout
 
 
+LIBVIRT: dict[str, object] = {}  # what existed before this run touched libvirt, and what it started
+
+
+def virsh(*args: str) -> str:
+    done = subprocess.run(["virsh", "-q", *args], capture_output=True, text=True, timeout=60)
+    return done.stdout if done.returncode == 0 else ""
+
+
 def ensure_libvirt() -> None:
-    """libvirtd and virtlogd, started by hand where systemd is not PID 1."""
+    """libvirtd and virtlogd, started by hand where systemd is not PID 1; remembers what
+    it started and which pools and networks were there, for cleanup()."""
+    started = LIBVIRT.setdefault("daemons", [])
     for daemon in ("virtlogd", "libvirtd"):
         if subprocess.run(["pgrep", "-x", daemon], capture_output=True).returncode != 0:
             if not shutil.which(daemon):
                 raise LabError(f"{daemon} is not installed (./nsslab.sh setup-vm installs libvirt)")
             subprocess.run([daemon, "-d"], capture_output=True, timeout=30, start_new_session=True)
+            started.append(daemon)
     deadline = time.monotonic() + 15
     while not Path("/var/run/libvirt/libvirt-sock").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
+    LIBVIRT.setdefault("pools", set(virsh("pool-list", "--all", "--name").split()))
+    LIBVIRT.setdefault("networks", set(virsh("net-list", "--all", "--name").split()))
+
+
+def cleanup() -> None:
+    """After the last VM is gone: the box volumes vagrant-libvirt uploaded, the pools and
+    networks it created, the daemons this run started."""
+    if not LIBVIRT:
+        return
+    for pool in virsh("pool-list", "--all", "--name").split():
+        for volume in virsh("vol-list", "--pool", pool).splitlines():
+            name = volume.split()[0] if volume.split() else ""
+            if name.startswith("nsslab-VAGRANTSLASH-"):
+                virsh("vol-delete", "--pool", pool, name)
+        if pool not in LIBVIRT["pools"]:
+            virsh("pool-destroy", pool)
+            virsh("pool-undefine", pool)
+    for network in virsh("net-list", "--all", "--name").split():
+        if network not in LIBVIRT["networks"]:
+            virsh("net-destroy", network)
+            virsh("net-undefine", network)
+    for daemon in LIBVIRT["daemons"]:
+        subprocess.run(["pkill", "-x", daemon], capture_output=True, timeout=30)
+    LIBVIRT.clear()
 
 
 def libvirt_driver(platform: str) -> str:

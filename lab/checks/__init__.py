@@ -11,6 +11,7 @@ from lab.checks import (  # noqa: F401
     go_runtime,
     initgroups,
     load,
+    login_paths,
     lookup,
     setxid,
     shadow,
@@ -36,6 +37,7 @@ ORDER = [
     "fork-child",
     "setxid",
     "tab-completion",
+    "login-paths",
 ]
 GATES = ("elf", "load")  # a module glibc would refuse, or that did not load, has nothing else to say
 assert set(ORDER) == set(REGISTRY), "every registered check has a place in ORDER"

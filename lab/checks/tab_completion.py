@@ -21,6 +21,15 @@ echo "{READY} $$"
 """
 
 
+class ShellDidNotStart(pexpect.TIMEOUT):
+    """No prompt came: carries the last thing the terminal showed, and whether the other
+    end closed it (CLOSED) or just never answered."""
+
+    def __init__(self, seen: str, closed: bool) -> None:
+        super().__init__(seen)
+        self.seen, self.closed = seen, closed
+
+
 @dataclass
 class Attempt:
     status: str  # pass, hang, crash, fail
@@ -40,9 +49,10 @@ class Shell:
             self.proc.expect(rf"{READY} (\d+)", timeout=ctx.step_timeout)
             self.pid = int(self.proc.match.group(1))
             self.proc.expect_exact("nsslab$ ", timeout=ctx.step_timeout)
-        except (pexpect.TIMEOUT, pexpect.EOF):
+        except (pexpect.TIMEOUT, pexpect.EOF) as e:
+            seen = " ".join(str(self.proc.before or "").split())[-200:]
             self.close()
-            raise
+            raise ShellDidNotStart(seen, isinstance(e, pexpect.EOF)) from None
 
     def run_line(self, line: str) -> str:
         """Types LINE and returns what it printed before the next prompt."""
