@@ -13,6 +13,7 @@ from lab.forensics.causes import signal_name
 from lab.module import Group, Module, User
 
 UNKNOWN_NAME = "nsslab-no-such-entry"
+DIRECT_TIMEOUT = 90.0  # a step of direct entry-point calls (see Context.direct)
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Context:
         before: list[dict] | None = None,
         fork: bool = False,
         repeat: int = 1,
+        timeout: float | None = None,
     ) -> dict:
         return {
             "id": id,
@@ -65,7 +67,7 @@ class Context:
             "calls": calls,
             "fork": fork,
             "repeat": repeat,
-            "timeout": self.step_timeout,
+            "timeout": timeout or self.step_timeout,
             "quick": self.quick,
             "slow": self.slow,
         }
@@ -102,7 +104,10 @@ class Context:
         """Runs entrypoints.py's TEST on the library in a fresh worker. Returns its
         observations, or the outcome when the worker hung, crashed or exited."""
         call = {"fn": f"nss:{test}", "library": self.target.module_path, "service": self.module.name, **spec}
-        result = self.target.scenario([self.step(test, [call])])[0]
+        # Dozens of calls in one step: a module that is slow in every call (a network round
+        # trip) needs more than one lookup's bound. A real hang is still declared in 0.5 s.
+        timeout = max(self.step_timeout, DIRECT_TIMEOUT)
+        result = self.target.scenario([self.step(test, [call], timeout=timeout)])[0]
         bad = judge(result, self.module.name, what)
         if bad:
             return None, bad

@@ -5,7 +5,8 @@
  *   group:NAME:GID:MEMBER,MEMBER
  *   shadow:NAME:PASSWORD:LASTCHG:MIN:MAX:WARN:INACT:EXPIRE   (empty field: -1)
  * The service name is a build parameter (-DNSS_NAME=clab), so variants share this
- * source: -DSLOW_MS=300 makes every lookup sleep (slow is not hung), and each
+ * source: -DSLOW_MS=300 makes every call sleep, as a network round trip would (slow is
+ * not hung), and each
  * -DPLANT_<DEFECT> plants one real-world contract bug for the lab to find (see the
  * planted modules' manifests). Built without PLANT_*, none of that code exists.
  */
@@ -338,6 +339,7 @@ static FILE *listing; /* planted: the listing's stream, opened only by set*ent *
 		static char line[linesize];                                                  \
 		char *f[MAX_FIELDS];                                                         \
 		enum nss_status st;                                                          \
+		slow_down();                                                                 \
 		pthread_mutex_lock(&enum_lock);                                              \
 		PEEK_LISTING();                                                              \
 		long next = cursor < 0 ? 0 : cursor;                                         \
