@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab.backends.base import bounded_run
 from lab.errors import LabError
 
 MIRROR = os.environ.get("NSSLAB_MIRROR", "http://deb.debian.org/debian")
@@ -73,7 +74,7 @@ def step(what: str, argv: list[str], timeout: float = STEP_TIMEOUT) -> None:
     print(f"  {what} …", flush=True)
     started = time.monotonic()
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, start_new_session=True)
+        done = bounded_run(argv, timeout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     except subprocess.TimeoutExpired:
         raise LabError(f"box build: {what} took over {timeout:.0f} s") from None
     except FileNotFoundError:

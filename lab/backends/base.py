@@ -206,6 +206,18 @@ class Watcher:
         kill_group(self.proc)
 
 
+def bounded_run(argv: list[str], timeout: float, **kwargs: Any) -> subprocess.CompletedProcess:
+    """subprocess.run in its own process group, the whole group killed past TIMEOUT
+    (subprocess.run alone kills only the child: vagrant's ssh or debootstrap's dpkg live on)."""
+    proc = subprocess.Popen(argv, start_new_session=True, **kwargs)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
 def kill_group(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)

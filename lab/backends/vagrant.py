@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from lab import boxes
-from lab.backends.base import PROBE_FILES, Target
+from lab.backends.base import PROBE_FILES, Target, bounded_run
 from lab.boxes import VAGRANT_HOME
 from lab.errors import CommandTimeout, LabError
 from lab.install import nsswitch
@@ -44,14 +44,14 @@ def vagrant_env(driver: str | None = None) -> dict[str, str]:
 def vagrant(args: list[str], timeout: float, driver: str | None = None) -> str:
     """Runs `vagrant ARGS` in the checkout, in its own process group, bounded."""
     try:
-        done = subprocess.run(
+        done = bounded_run(
             ["vagrant", *args],
+            timeout,
             cwd=ROOT,
             env=vagrant_env(driver),
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=timeout,
-            start_new_session=True,
             stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired:
