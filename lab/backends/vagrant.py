@@ -75,7 +75,6 @@ class Vagrant(Target):
         self.ssh_config: Path | None = None
         self._module_path = ""
         self.restore: list[str] = []  # shell lines that undo install()
-        self.booted = 0.0
 
     # ---- the VM
 
@@ -90,12 +89,10 @@ class Vagrant(Target):
         ensure_libvirt()
         SERIAL_DIR.mkdir(parents=True, exist_ok=True)
         driver = libvirt_driver(self.platform)
-        started = time.monotonic()
         try:
             vagrant(["up", self.platform, "--provider", "libvirt"], UP_TIMEOUT, driver)
         except LabError as e:
             raise LabError(f"{e}; serial console: {self.console_tail()}") from None
-        self.booted = time.monotonic() - started
         # Root logs in with the box's key: every later command runs as root over this one
         # connection, opened before any module is installed, so no sudo or login in the
         # control path ever loads the candidate (a module that freezes sudo must not
