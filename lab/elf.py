@@ -5,7 +5,6 @@ enough, is this stack allowed) is judged by lab/checks/static.py."""
 
 from __future__ import annotations
 
-import platform
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,11 +154,6 @@ def go_version(data: bytes) -> str | None:
     """The 'go1.x' string that the Go linker writes into .go.buildinfo (binary bytes follow it)."""
     found = GO_VERSION.search(data)
     return found.group().decode() if found else None
-
-
-def this_machine() -> str | None:
-    """The e_machine a library needs to load here."""
-    return MACHINES.get(platform.machine())
 
 
 def served_databases(path: Path, service: str) -> list[str]:

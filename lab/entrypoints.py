@@ -172,9 +172,6 @@ class Module:
             fn.restype = ctypes.c_int
         return fn
 
-    def has(self, name: str) -> bool:
-        return self.function(name) is not None
-
     def call(self, fn_name: str, db: str, key: object, size: int, where: str = "") -> Answer:
         """One call with a SIZE-byte buffer followed by guard bytes."""
         struct = DATABASES[db][0]
@@ -222,15 +219,11 @@ class Module:
         return self.call(get_name, db, None, size, where or f"{get_name}()")
 
 
-def open_module(spec: dict, note: Callable[[str], None]) -> Module:
-    note(f"dlopen({spec['library']})")
-    return Module(spec["library"], spec["service"], note)
-
-
 def run(spec: dict, note: Callable[[str], None]) -> dict:
     """The worker's entry: spec["fn"] is "nss:<test>"."""
     test = spec["fn"].split(":", 1)[1]
-    module = open_module(spec, note)
+    note(f"dlopen({spec['library']})")
+    module = Module(spec["library"], spec["service"], note)
     return TESTS[test](module, spec)
 
 

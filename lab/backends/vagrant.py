@@ -168,12 +168,12 @@ class Vagrant(Target):
     def copy(self, local: Path, remote: str, mode: str = "0644") -> None:
         """LOCAL to REMOTE (as root): cat over ssh, so no scp quoting or staging dir."""
         with open(local, "rb") as data:
-            done = subprocess.run(
+            done = bounded_run(
                 self.wrap(["sh", "-c", f'cat > "$1" && chmod {mode} "$1"', "copy", remote]),
+                CALL_TIMEOUT,
                 stdin=data,
-                capture_output=True,
-                timeout=CALL_TIMEOUT,
-                start_new_session=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
         if done.returncode != 0:
             raise LabError(f"copying {local.name} into {self.name} failed: {done.stderr.decode().strip()}")
@@ -243,7 +243,7 @@ def ensure_libvirt() -> None:
     it started and which pools and networks were there, for cleanup()."""
     started = LIBVIRT.setdefault("daemons", [])
     for daemon in ("virtlogd", "libvirtd"):
-        if subprocess.run(["pgrep", "-x", daemon], capture_output=True).returncode != 0:
+        if subprocess.run(["pgrep", "-x", daemon], capture_output=True, timeout=30).returncode != 0:
             if not shutil.which(daemon):
                 raise LabError(f"{daemon} is not installed (./nsslab.sh setup-vm installs libvirt)")
             subprocess.run([daemon, "-d"], capture_output=True, timeout=30, start_new_session=True)

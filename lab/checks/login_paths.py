@@ -21,7 +21,7 @@ def login_paths(ctx: Context) -> Outcome:
     and still break one of them (a privilege drop aborting with its threads, a lock taken
     by PAM before fork)."""
     target, m = ctx.target, ctx.module
-    if not getattr(target, "full_system", False):
+    if not target.full_system:
         return Outcome(
             "skip", "needs a whole system (sshd, PAM, systemd): run with --target vagrant:PLATFORM"
         )
