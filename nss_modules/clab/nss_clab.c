@@ -271,11 +271,13 @@ enum nss_status ENTRY(getgrgid_r)(gid_t gid, struct group *gr, char *buf, size_t
 	return lookup("group", 2, key, fill_group, gr, buf, len, errnop);
 }
 
+#ifndef PLANT_NOSHADOW /* planted: no shadow database, yet passwd still says "x" */
 enum nss_status ENTRY(getspnam_r)(const char *name, struct spwd *sp, char *buf, size_t len,
 				  int *errnop)
 {
 	return lookup("shadow", 1, name, fill_shadow, sp, buf, len, errnop);
 }
+#endif
 
 #ifdef PLANT_CONSIST
 /* Planted: the listing is built by other code that puts everyone on /bin/sh. */
@@ -375,7 +377,9 @@ static FILE *listing; /* planted: the listing's stream, opened only by set*ent *
 
 ENUMERATION(pw, passwd, "passwd", pw_cursor, fill_listed_passwd, 4096)
 ENUMERATION(gr, group, "group", gr_cursor, fill_group, 65536)
+#ifndef PLANT_NOSHADOW
 ENUMERATION(sp, spwd, "shadow", sp_cursor, fill_shadow, 4096)
+#endif
 
 /* Adds GID to the caller's array, growing it as glibc expects. */
 static int add_group(gid_t gid, long *start, long *size, gid_t **groupsp, long limit, int *errnop)

@@ -77,7 +77,8 @@ static enum nss_status fill(const struct entry *e, struct passwd *pw, char *buf,
 {
 	pw->pw_uid = e->uid;
 	pw->pw_gid = e->gid;
-	if (!(pw->pw_name = stash(e->name, &buf, &len)) || !(pw->pw_passwd = stash("x", &buf, &len)) ||
+	/* "*": no shadow database here, and "x" would have pam_unix deny logins. */
+	if (!(pw->pw_name = stash(e->name, &buf, &len)) || !(pw->pw_passwd = stash("*", &buf, &len)) ||
 	    !(pw->pw_gecos = stash(e->gecos, &buf, &len)) || !(pw->pw_dir = stash(e->home, &buf, &len)) ||
 	    !(pw->pw_shell = stash(e->shell, &buf, &len))) {
 		*errnop = ERANGE;

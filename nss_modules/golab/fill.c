@@ -18,12 +18,14 @@ static char *stash(const char *s, char **buf, size_t *left)
 	return out;
 }
 
+/* "*", not "x": this module serves no shadow database, and "x" would send pam_unix
+ * looking for a shadow entry nobody has (every `su -` and ssh login denied). */
 int golab_fill_passwd(struct passwd *pw, char *buf, size_t len, const char *name, unsigned uid,
 		      unsigned gid, const char *gecos, const char *home, const char *shell)
 {
 	pw->pw_uid = uid;
 	pw->pw_gid = gid;
-	if (!(pw->pw_name = stash(name, &buf, &len)) || !(pw->pw_passwd = stash("x", &buf, &len)) ||
+	if (!(pw->pw_name = stash(name, &buf, &len)) || !(pw->pw_passwd = stash("*", &buf, &len)) ||
 	    !(pw->pw_gecos = stash(gecos, &buf, &len)) || !(pw->pw_dir = stash(home, &buf, &len)) ||
 	    !(pw->pw_shell = stash(shell, &buf, &len)))
 		return ERANGE;

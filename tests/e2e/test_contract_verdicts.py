@@ -24,6 +24,7 @@ PLANTED = [
     ("growlab", "initgroups", "fail", "past the array's end instead of growing it"),
     ("racelab", "threads", "fail", "answered wrong (not thread-safe)"),
     ("shadowlab", "shadow", "fail", "sp_expire of pyama: 0 (the account expired on 1970-01-01"),
+    ("noshadowlab", "shadow", "fail", 'password field "x" but no shadow source has pyama, taro, hanako'),
     ("tlslab", "elf", "fail", "dlopen in the target says: /usr/lib"),
     ("execstacklab", "elf", "fail", "executable stack (PT_GNU_STACK is RWX): glibc >= 2.41 refuses"),
     ("newglibclab", "elf", "fail", "version `GLIBC_2.99' not found"),
