@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The lab's single entry point on a fresh Debian 12 machine (run as root):
 #   ./nsslab.sh run [ARGS]    install what is needed, then `nsslab run ARGS` (default: the built-in demo)
-#   ./nsslab.sh test [ARGS]   install what is needed, then the lab's own test suite (pytest ARGS)
+#   ./nsslab.sh test [ARGS]   install what is needed, then the lab's own test suite (pytest ARGS),
+#                             real VMs included (vagrant/libvirt/qemu/debootstrap; about 40 min)
 #   ./nsslab.sh reproduce     install what is needed, then `nsslab reproduce stns`
-#   ./nsslab.sh test-vm       also install vagrant/libvirt/qemu/debootstrap, then the VM suite
+#   ./nsslab.sh test-vm       only the VM suite
 #   ./nsslab.sh box [PLATFORM...]   build the offline Vagrant boxes (nsslab box build)
 #   ./nsslab.sh setup         only install
 # It installs Debian packages (once), a venv in .venv with the lab, and the modules are built
@@ -45,7 +46,7 @@ install_venv() {
 
 command=${1:-run}
 [ $# -gt 0 ] && shift
-case "$command" in test-vm|box) PACKAGES+=("${VM_PACKAGES[@]}") ;; esac
+case "$command" in test|test-vm|box) PACKAGES+=("${VM_PACKAGES[@]}") ;; esac
 install_packages
 install_venv
 export GOPROXY=off HOME=${HOME:-/root}  # the sample Go module needs nothing from the network

@@ -28,7 +28,7 @@ from lab.forensics import CAUSES
 from lab.report.evidence import write_evidence
 from lab.report.machine import write_json, write_junit
 from lab.report.table import render
-from lab.runner import run_module
+from lab.runner import ModuleReport, run_matrix
 
 BUILTIN = Path(__file__).resolve().parent.parent / "nss_modules"
 DEMO = ["golab", "clab"]
@@ -118,17 +118,25 @@ def command(argv: list[str] | None) -> int:
 
     modules = args.modules or [str(BUILTIN / name) for name in DEMO]
     expect_mode = args.expect or not args.modules
-    targets = [f"vagrant:{p}" for p in PLATFORMS] if args.target == "vagrant" else [args.target]
-    reports = []
+    targets, slots = [args.target], 1
+    if args.target == "vagrant":
+        from lab.backends.vagrant import matrix, parallel_slots
+
+        targets = [f"vagrant:{p}" for p in matrix()]
+        slots = parallel_slots(len(targets))
+        print(f"nsslab: {len(targets)} platforms, {slots} at a time", flush=True)
+
+    def show(report: ModuleReport) -> None:
+        write_evidence(report, args.report_dir)
+        print(render(report), flush=True)
+
+    errors: list[str] = []
     try:
-        for target in targets:
-            for path in modules:
-                report = run_module(path, target, args.check, args.step_timeout, args.keep)
-                write_evidence(report, args.report_dir)
-                print(render(report), flush=True)
-                reports.append(report)
+        reports, errors = run_matrix(
+            modules, targets, show, slots, only=args.check, step_timeout=args.step_timeout, keep=args.keep
+        )
     finally:
-        for error in close_all():
+        for error in errors + close_all():
             print(f"nsslab: could not remove {error}", file=sys.stderr)
     if args.json:
         write_json(reports, args.json)

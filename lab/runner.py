@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab import elf
-from lab.backends import get_target
+from lab.backends import close, get_target
 from lab.checks import GATES, ORDER, REGISTRY, Context, Outcome
 from lab.errors import LabError
 from lab.module import Module, User, ensure_built, load
@@ -39,6 +41,7 @@ class ModuleReport:
     error: str | None = None
     seconds: float = 0.0
     expect: dict[str, str] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)  # wall clock: matrix runs overlap
 
     @property
     def verdict(self) -> str:
@@ -100,6 +103,49 @@ def run_module(
         target.uninstall()
     report.seconds = time.monotonic() - started
     return report
+
+
+def run_matrix(
+    paths: list[str],
+    targets: list[str],
+    on_report: Callable[[ModuleReport], None],
+    slots: int = 1,
+    **options,
+) -> tuple[list[ModuleReport], list[str]]:
+    """Every module on every target: each target runs the modules in order, up to SLOTS
+    targets at once (VMs boot and check in parallel, each closed as soon as it is done so
+    its memory goes to the next). Returns the reports in (target, module) order and the
+    targets that would not close."""
+    if len(targets) > 1 and slots > 1:
+        for path in paths:  # every target installs the same build; make it once, up front
+            try:
+                ensure_built(load(path))
+            except Exception:  # run_module reports it, once per target
+                pass
+    done: dict[str, list[ModuleReport]] = {}
+    errors: list[str] = []
+    gate, printing = threading.Semaphore(max(1, slots)), threading.Lock()
+
+    def one_target(spec: str) -> None:
+        with gate:
+            for path in paths:
+                report = run_module(path, spec, **options)
+                done.setdefault(spec, []).append(report)
+                with printing:
+                    on_report(report)
+            if error := close(spec):
+                errors.append(error)
+
+    if len(targets) == 1 or slots <= 1:
+        for spec in targets:
+            one_target(spec)
+    else:
+        threads = [threading.Thread(target=one_target, args=(t,), name=t, daemon=True) for t in targets]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    return [r for spec in targets for r in done.get(spec, [])], errors
 
 
 def run_check(check_id: str, ctx: Context, done: list[CheckResult]) -> CheckResult:

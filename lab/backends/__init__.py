@@ -19,26 +19,33 @@ def get_target(spec: str, keep: bool = False) -> Target:
 
         return Sandbox()
     if kind == "vagrant":
-        from lab.backends.vagrant import Vagrant
-        from lab.boxes import PLATFORMS
+        from lab.backends.vagrant import Vagrant, matrix
 
-        if platform not in PLATFORMS and not platform:
-            raise LabError(f"vagrant target needs a platform: vagrant:{'|'.join(PLATFORMS)}")
+        if platform not in matrix():
+            raise LabError(
+                f"vagrant target needs a platform the Vagrantfile defines: vagrant:{'|'.join(matrix())}"
+            )
         if spec not in OPEN:
             OPEN[spec] = Vagrant(platform, keep)
         return OPEN[spec]
     raise LabError(f"unknown target {spec!r}; known: sandbox, vagrant:PLATFORM")
 
 
+def close(spec: str) -> str | None:
+    """Ends the target SPEC if the run started it (a VM's memory goes to the next platform);
+    returns the error, one line, if it would not end."""
+    target = OPEN.pop(spec, None)
+    try:
+        if target:
+            target.close()
+    except Exception as e:  # a VM that will not die must not hide the verdicts
+        return f"{spec}: {e}"
+    return None
+
+
 def close_all() -> list[str]:
     """Ends every VM the run started; returns the errors (one line each)."""
-    errors = []
-    while OPEN:
-        spec, target = OPEN.popitem()
-        try:
-            target.close()
-        except Exception as e:  # a VM that will not die must not hide the verdicts
-            errors.append(f"{spec}: {e}")
+    errors = [error for spec in list(OPEN) if (error := close(spec))]
     if "lab.backends.vagrant" in sys.modules:
         sys.modules["lab.backends.vagrant"].cleanup()
     return errors

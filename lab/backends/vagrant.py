@@ -9,12 +9,14 @@ so the probe, testinfra and pexpect work exactly as in the sandbox: no check is 
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -31,6 +33,39 @@ WORKDIR = "/var/tmp/nsslab"
 UP_TIMEOUT = 900.0  # TCG boots in about a minute here; slower hosts get room, never forever
 CALL_TIMEOUT = 120.0
 ORIGINAL = ".nsslab-orig"
+QEMU_OVERHEAD_MB = 1024  # qemu's own memory beside the guest's (TCG's translation cache is most of it)
+HOST_RESERVE_MB = 2048  # what the host keeps for itself, the lab and pexpect
+# One `vagrant up` at a time: parallel vagrant-libvirt processes race to create the same
+# network, pool and box volume. Boots are a minute; the checks after them run in parallel.
+UP_LOCK = threading.Lock()
+
+
+def matrix() -> dict[str, str]:
+    """The platforms the Vagrantfile defines and their boxes, read the way it reads them:
+    NSSLAB_PLATFORMS ("debian12 rocky9=generic/rocky9"), else the offline-built ones;
+    NSSLAB_BOX_<PLATFORM> replaces one box."""
+    spec = os.environ.get("NSSLAB_PLATFORMS", "").split()
+    chosen = dict(p.partition("=")[::2] for p in spec) or dict.fromkeys(boxes.PLATFORMS, "")
+    return {
+        p: os.environ.get(f"NSSLAB_BOX_{p.upper()}") or box or boxes.box_name(p) for p, box in chosen.items()
+    }
+
+
+def vm_memory_mb() -> int:
+    return int(os.environ.get("NSSLAB_VM_MEMORY", "1024"))  # the Vagrantfile reads the same
+
+
+def parallel_slots(platforms: int, available_mb: int | None = None, cores: int | None = None) -> int:
+    """How many VMs run at once: NSSLAB_PARALLEL if set, else as many as memory allows
+    (guest plus qemu's own, keeping some for the host) and at most one per host core
+    (a TCG guest keeps a core busy while checks run; starved guests would look hung)."""
+    if os.environ.get("NSSLAB_PARALLEL"):
+        return max(1, min(platforms, int(os.environ["NSSLAB_PARALLEL"])))
+    if available_mb is None:
+        meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        available_mb = int(meminfo["MemAvailable"].split()[0]) // 1024
+    by_memory = (available_mb - HOST_RESERVE_MB) // (vm_memory_mb() + QEMU_OVERHEAD_MB)
+    return max(1, min(platforms, by_memory, cores or os.cpu_count() or 1))
 
 
 def vagrant_env(driver: str | None = None) -> dict[str, str]:
@@ -57,7 +92,7 @@ def vagrant(args: list[str], timeout: float, driver: str | None = None) -> str:
     except subprocess.TimeoutExpired:
         raise CommandTimeout(f"`vagrant {' '.join(args)}` took over {timeout:.0f} s") from None
     except FileNotFoundError:
-        raise LabError("vagrant is not installed (./nsslab.sh setup-vm installs it)") from None
+        raise LabError("vagrant is not installed (`./nsslab.sh box` installs it)") from None
     if done.returncode != 0:
         lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
         raise LabError(f"`vagrant {' '.join(args)}` failed: {lines[-1] if lines else 'no output'}")
@@ -81,18 +116,20 @@ class Vagrant(Target):
     def up(self) -> None:
         if self.ssh_config:
             return
-        override = f"NSSLAB_BOX_{self.platform.upper()}" in os.environ
-        if not override and not boxes.box_present(self.platform):
-            raise LabError(
-                f"no box {boxes.box_name(self.platform)}: run `nsslab box build {self.platform}` first"
-            )
-        ensure_libvirt()
+        box = matrix().get(self.platform)
+        if box is None:
+            raise LabError(f"the Vagrantfile defines no {self.platform}; platforms: {', '.join(matrix())}")
+        if box == boxes.box_name(self.platform) and not boxes.box_present(self.platform):
+            raise LabError(f"no box {box}: run `nsslab box build {self.platform}` first")
         SERIAL_DIR.mkdir(parents=True, exist_ok=True)
-        driver = libvirt_driver(self.platform)
-        try:
-            vagrant(["up", self.platform, "--provider", "libvirt"], UP_TIMEOUT, driver)
-        except LabError as e:
-            raise LabError(f"{e}; serial console: {self.console_tail()}") from None
+        (SERIAL_DIR / f"{self.platform}.log").unlink(missing_ok=True)  # this boot's console only
+        with UP_LOCK:
+            ensure_libvirt()
+            driver = libvirt_driver()
+            try:
+                vagrant(["up", self.platform, "--provider", "libvirt"], UP_TIMEOUT, driver)
+            except LabError as e:
+                raise LabError(f"{e}; serial console: {self.console_tail()}") from None
         # Root logs in with the box's key: every later command runs as root over this one
         # connection, opened before any module is installed, so no sudo or login in the
         # control path ever loads the candidate (a module that freezes sudo must not
@@ -121,9 +158,12 @@ class Vagrant(Target):
             master, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60
         )
 
-    def console_tail(self) -> str:
+    def console_tail(self, count: int = 4) -> str:
+        """The last lines the guest printed on its serial console: why a boot went nowhere."""
         log = SERIAL_DIR / f"{self.platform}.log"
-        lines = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
+        text = log.read_text(errors="replace") if log.exists() else ""
+        text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\r", "", text)  # terminal escapes, carriage returns
+        lines = [line.strip() for line in text.splitlines() if line.strip()][-count:]
         return " | ".join(lines) or "no console output"
 
     def close(self) -> None:
@@ -245,7 +285,7 @@ def ensure_libvirt() -> None:
     for daemon in ("virtlogd", "libvirtd"):
         if subprocess.run(["pgrep", "-x", daemon], capture_output=True, timeout=30).returncode != 0:
             if not shutil.which(daemon):
-                raise LabError(f"{daemon} is not installed (./nsslab.sh setup-vm installs libvirt)")
+                raise LabError(f"{daemon} is not installed (`./nsslab.sh box` installs libvirt)")
             subprocess.run([daemon, "-d"], capture_output=True, timeout=30, start_new_session=True)
             started.append(daemon)
     deadline = time.monotonic() + 15
@@ -277,18 +317,20 @@ def cleanup() -> None:
     LIBVIRT.clear()
 
 
-def libvirt_driver(platform: str) -> str:
+def libvirt_driver() -> str:
     """kvm when KVM really boots a Linux kernel here, else qemu (TCG). /dev/kvm existing is
     not enough: nested KVM may refuse a stock guest ("failed to set MSR 0x10a") or hang it."""
-    forced = os.environ.get("NSSLAB_LIBVIRT_DRIVER")
-    if forced:
-        return forced
+    return os.environ.get("NSSLAB_LIBVIRT_DRIVER") or ("kvm" if kvm_boots() else "qemu")
+
+
+@functools.cache  # a fact of this host: asked once per run, whatever the platform
+def kvm_boots() -> bool:
+    """Boots a box's own kernel under `qemu -accel kvm` for up to 20 s: does it reach /init?"""
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return "qemu"
-    box = VAGRANT_HOME / "boxes" / boxes.box_name(platform).replace("/", "-VAGRANTSLASH-")
-    kernels = sorted(box.glob("*/libvirt/vmlinuz"))
+        return False
+    kernels = sorted((VAGRANT_HOME / "boxes").glob("nsslab-VAGRANTSLASH-*/*/libvirt/vmlinuz"))
     if not kernels:
-        return "qemu"
+        return False  # boxes from elsewhere bring no kernel to try: TCG is slow but works
     kernel = kernels[-1]
     argv = [
         "qemu-system-x86_64", "-accel", "kvm", "-cpu", "host", "-m", "256", "-nodefaults",
@@ -302,4 +344,4 @@ def libvirt_driver(platform: str) -> str:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, 9)
         out, _ = proc.communicate()
-    return "kvm" if b"Run /init" in out or b"Freeing unused kernel" in out else "qemu"
+    return b"Run /init" in out or b"Freeing unused kernel" in out

@@ -10,12 +10,16 @@ from lab.runner import CheckResult, ModuleReport
 
 
 def write_evidence(report: ModuleReport, directory: Path) -> list[Path]:
-    """Writes DIRECTORY/<module>/<check>.txt for each check with evidence; records the path."""
+    """Writes DIRECTORY/<module>/<check>.txt for each check with evidence (a VM's under
+    DIRECTORY/<module>/<target>/, so a matrix run keeps every platform's); records the path."""
     written = []
+    where = directory / safe(report.name)
+    if report.target != "sandbox":
+        where /= safe(report.target)
     for c in report.checks:
         if not c.evidence:
             continue
-        path = directory / safe(report.name) / f"{safe(c.id)}.txt"
+        path = where / f"{safe(c.id)}.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(render(report, c))
         c.evidence["file"] = str(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -17,6 +18,7 @@ def as_dict(reports: list[ModuleReport]) -> dict:
                 "library": r.library,
                 "target": r.target,
                 "verdict": r.verdict,
+                "started": datetime.fromtimestamp(r.started, UTC).isoformat(timespec="milliseconds"),
                 "seconds": round(r.seconds, 3),
                 "error": r.error,
                 "checks": [

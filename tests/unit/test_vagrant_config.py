@@ -1,0 +1,54 @@
+"""How the vagrant target reads the matrix and decides how many VMs run at once."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.backends import vagrant
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    for name in ("NSSLAB_PLATFORMS", "NSSLAB_PARALLEL", "NSSLAB_VM_MEMORY", "NSSLAB_BOX_DEBIAN12"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_the_default_matrix_is_the_offline_boxes():
+    assert vagrant.matrix() == {p: f"nsslab/{p}" for p in ("debian11", "debian12", "debian13")}
+
+
+def test_platforms_and_boxes_can_be_chosen(monkeypatch):
+    monkeypatch.setenv("NSSLAB_PLATFORMS", "debian12 rocky9=generic/rocky9")
+    monkeypatch.setenv("NSSLAB_BOX_DEBIAN12", "debian/bookworm64")
+    assert vagrant.matrix() == {"debian12": "debian/bookworm64", "rocky9": "generic/rocky9"}
+
+
+@pytest.mark.parametrize(
+    ("available_mb", "cores", "slots"),
+    [
+        (24000, 2, 2),  # this machine: the cores limit it
+        (24000, 16, 3),  # never more than the platforms
+        (4500, 16, 1),  # 1024 MB guests plus qemu's own, 2 GB kept for the host
+        (1000, 16, 1),  # too little memory still runs, one at a time
+    ],
+)
+def test_parallel_slots_follow_memory_and_cores(available_mb, cores, slots):
+    assert vagrant.parallel_slots(3, available_mb, cores) == slots
+
+
+def test_parallel_slots_can_be_forced(monkeypatch):
+    monkeypatch.setenv("NSSLAB_PARALLEL", "1")
+    assert vagrant.parallel_slots(3, 24000, 16) == 1
+    monkeypatch.setenv("NSSLAB_VM_MEMORY", "4096")
+    monkeypatch.delenv("NSSLAB_PARALLEL")
+    assert vagrant.parallel_slots(3, 14000, 16) == 2
+
+
+def test_the_console_tail_drops_terminal_escapes(tmp_path, monkeypatch):
+    monkeypatch.setattr(vagrant, "SERIAL_DIR", tmp_path)
+    (tmp_path / "debian12.log").write_text(
+        "[    1.0] booting\r\n\x1b[0;1;31mALERT!\x1b[0m /dev/x does not exist\r\n\r\n(initramfs) "
+    )
+    assert vagrant.Vagrant("debian12").console_tail() == (
+        "[    1.0] booting | ALERT! /dev/x does not exist | (initramfs)"
+    )
