@@ -212,7 +212,7 @@ def bounded_run(argv: list[str], timeout: float, **kwargs: Any) -> subprocess.Co
     proc = subprocess.Popen(argv, start_new_session=True, **kwargs)
     try:
         out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    except BaseException:  # the bound, or Ctrl-C: an orphaned `vagrant up` would hold its VM
         kill_group(proc)
         raise
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)

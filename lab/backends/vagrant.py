@@ -30,7 +30,9 @@ from lab.module import Module
 ROOT = Path(__file__).resolve().parent.parent.parent  # the checkout, where the Vagrantfile is
 SERIAL_DIR = Path("/var/tmp/nsslab-serial")
 WORKDIR = "/var/tmp/nsslab"
-UP_TIMEOUT = 900.0  # TCG boots in about a minute here; slower hosts get room, never forever
+# vagrant-libvirt waits 10 min for a guest's IP whatever boot_timeout says; the lab decides.
+# TCG boots in 1-2 min here; NSSLAB_UP_TIMEOUT gives slower hosts room, never forever.
+UP_TIMEOUT = 600.0
 CALL_TIMEOUT = 120.0
 ORIGINAL = ".nsslab-orig"
 QEMU_OVERHEAD_MB = 1024  # qemu's own memory beside the guest's (TCG's translation cache is most of it)
@@ -127,7 +129,8 @@ class Vagrant(Target):
             ensure_libvirt()
             driver = libvirt_driver()
             try:
-                vagrant(["up", self.platform, "--provider", "libvirt"], UP_TIMEOUT, driver)
+                bound = float(os.environ.get("NSSLAB_UP_TIMEOUT", UP_TIMEOUT))
+                vagrant(["up", self.platform, "--provider", "libvirt"], bound, driver)
             except LabError as e:
                 raise LabError(f"{e}; serial console: {self.console_tail()}") from None
         # Root logs in with the box's key: every later command runs as root over this one
@@ -174,7 +177,20 @@ class Vagrant(Target):
             self.ssh_config.unlink(missing_ok=True)
             self.ssh_config = None
         if not self.keep:
-            vagrant(["destroy", "-f", self.platform], 300)
+            try:
+                vagrant(["destroy", "-f", self.platform], 300)
+            finally:
+                self.forget_domain()
+
+    def forget_domain(self) -> None:
+        """Removes the VM's libvirt domain and disks if `vagrant destroy` left them (a boot
+        killed midway, a network already gone): libvirtd must not be stopped under a VM."""
+        machine = ROOT / ".vagrant" / "machines" / self.platform / "libvirt" / "id"
+        uuid = machine.read_text().strip() if machine.exists() else ""
+        if uuid and virsh("dominfo", uuid):
+            virsh("destroy", uuid)
+            virsh("undefine", uuid, "--remove-all-storage")
+        machine.unlink(missing_ok=True)
 
     # ---- Target
 
@@ -314,6 +330,14 @@ def cleanup() -> None:
             virsh("net-undefine", network)
     for daemon in LIBVIRT["daemons"]:
         subprocess.run(["pkill", "-x", daemon], capture_output=True, timeout=30)
+    # Gone, not only signalled: the network's dnsmasq and the daemons take a moment to exit.
+    for pattern in ["-f", "dnsmasq/vagrant-libvirt"], *(["-x", d] for d in LIBVIRT["daemons"]):
+        deadline = time.monotonic() + 15
+        while subprocess.run(["pgrep", *pattern], capture_output=True, timeout=30).returncode == 0:
+            if time.monotonic() > deadline:
+                subprocess.run(["pkill", "-9", *pattern], capture_output=True, timeout=30)
+                break
+            time.sleep(0.2)
     LIBVIRT.clear()
 
 

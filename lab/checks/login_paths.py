@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import shlex
+import time
 
-from lab.checks.base import Context, Outcome, check, summary
+from lab.checks.base import Context, Outcome, check, describe_hang, forensic, summary
 from lab.checks.tab_completion import RCFILE, TABS, Attempt, Shell, ShellDidNotStart, login_env, unique_prefix
+from lab.forensics import diagnose_hang
 
 KILLED = 137  # `timeout -s KILL` in the target: the command was still running at the bound
 
@@ -33,7 +35,7 @@ def login_paths(ctx: Context) -> Outcome:
         return Outcome("skip", "no module user with a home directory to log in as")
     bound = int(ctx.step_timeout)
     name = shlex.quote(user.name)
-    results: dict[str, tuple[str, str]] = {}
+    results: dict[str, tuple[str, str, dict | None]] = {}
     for path, command in (
         ("su -", f"id {name} >/dev/null; timeout -s KILL {bound} su - {name} -c id"),
         ("sudo -u", f"id {name} >/dev/null; timeout -s KILL {bound} sudo -n -u {name} id"),
@@ -43,14 +45,15 @@ def login_paths(ctx: Context) -> Outcome:
         ),
     ):
         done = target.run(["sh", "-c", command], timeout=bound + 15)
-        results[path] = judge_command(done.rc, done.stdout, done.stderr, user.uid, bound)
+        results[path] = (*judge_command(done.rc, done.stdout, done.stderr, user.uid, bound), None)
     results["ssh + TAB"] = ssh_and_complete(ctx, user, names)
-    details = {"paths": {p: {"status": s, "text": t} for p, (s, t) in results.items()}}
-    bad = [(p, s, t) for p, (s, t) in results.items() if s != "pass"]
+    details = {"paths": {p: {"status": s, "text": t} for p, (s, t, _) in results.items()}}
+    bad = [(p, s, t, e) for p, (s, t, e) in results.items() if s != "pass"]
     if bad:
         worst = next((b for b in bad if b[1] in ("hang", "crash")), bad[0])
-        return Outcome(worst[1], summary([f"{p}: {t}" for p, _, t in bad]), details)
-    return Outcome("pass", "; ".join(f"{p}: {t}" for p, (_, t) in results.items()), details)
+        evidence = next((e for *_, e in bad if e), None)
+        return Outcome(worst[1], summary([f"{p}: {t}" for p, _, t, _ in bad]), details, evidence)
+    return Outcome("pass", "; ".join(f"{p}: {t}" for p, (_, t, _) in results.items()), details)
 
 
 def judge_command(rc: int, out: str, err: str, uid: int, bound: int) -> tuple[str, str]:
@@ -63,16 +66,39 @@ def judge_command(rc: int, out: str, err: str, uid: int, bound: int) -> tuple[st
     return status, f"exit {rc}: {said}"
 
 
-def sshd_state(ctx: Context) -> str:
-    """The sshd processes of the stuck login: threads, wait channel, NSS modules mapped."""
+def sshd_state(ctx: Context) -> tuple[str, list[int]]:
+    """The sshd processes of the stuck login: threads, wait channel, NSS modules mapped;
+    and the pids of those that map the module under test."""
     target = ctx.target
-    found = []
+    found, suspects = [], []
     for line in target.run(["ps", "-eo", "pid=,nlwp=,wchan:24=,args="]).stdout.splitlines():
         pid, threads, wchan, args = [*line.split(None, 3), "", "", "", ""][:4]
         if args.startswith("sshd:") and "listener" not in args:
-            modules = ", ".join(target.nss_modules(int(pid))) or "no NSS module"
+            mapped = target.nss_modules(int(pid))
+            if any(ctx.module.name in m for m in mapped):
+                suspects.append(int(pid))
+            modules = ", ".join(mapped) or "no NSS module"
             found.append(f"`{args}` pid {pid}: {threads} thread(s) in {wchan}, {modules} mapped")
-    return "; ".join(found[:3]) or "no sshd process left"
+    return "; ".join(found[:3]) or "no sshd process left", suspects
+
+
+def stuck_login(ctx: Context) -> tuple[str, dict | None]:
+    """What the stuck login's sshd processes show, and when one that maps the module is
+    provably hung, the probe's hang watch and gdb say why (as for a frozen shell)."""
+    state, suspects = sshd_state(ctx)
+    for pid in suspects:  # the [priv] parent first: its tree holds the forked children
+        watch = ctx.target.start_watch(pid, ctx.quick, ctx.slow, ctx.slow + 5)
+        deadline = time.monotonic() + ctx.slow + 15  # the watch's own bound, plus gdb
+        try:
+            while (report := watch.poll()) is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            watch.stop()
+        if report and report.get("outcome") == "hang":
+            diagnosis = diagnose_hang(report["hang"]["processes"], ctx.module.name)
+            evidence = forensic(diagnosis, report["hang"], f"ssh {ctx.module.name} login (sshd pid {pid})")
+            return f"{state}; {describe_hang(report['hang'])}", evidence
+    return state, None
 
 
 def sshd_log(ctx: Context) -> str:
@@ -81,7 +107,7 @@ def sshd_log(ctx: Context) -> str:
     return " | ".join(line.strip() for line in text.splitlines()[-4:]) or "nothing"
 
 
-def ssh_and_complete(ctx: Context, user, names: set[str]) -> tuple[str, str]:
+def ssh_and_complete(ctx: Context, user, names: set[str]) -> tuple[str, str, dict | None]:
     """sshd as the user's way in, then completion in the login shell it started."""
     target = ctx.target
     key, home = f"{target.workdir}/login_key", shlex.quote(user.home)
@@ -104,9 +130,11 @@ def ssh_and_complete(ctx: Context, user, names: set[str]) -> tuple[str, str]:
             return (
                 "fail",
                 f"sshd closed the login before a shell started ({said}); sshd logged: {sshd_log(ctx)}",
+                None,
             )
+        state, evidence = stuck_login(ctx)
         bound = f"{ctx.step_timeout:g} s"
-        return "hang", f"the ssh login did not reach a prompt within {bound} ({said}); {sshd_state(ctx)}"
+        return "hang", f"the ssh login did not reach a prompt within {bound} ({said}); {state}", evidence
     try:
         attempts: list[Attempt] = []
         for _ in range(TABS):
@@ -115,7 +143,7 @@ def ssh_and_complete(ctx: Context, user, names: set[str]) -> tuple[str, str]:
                 break
         last = attempts[-1]
         text = f"{len(attempts)} completion(s) of ~{prefix}: {last.text}"
-        return last.status, text
+        return last.status, text, last.diagnosed(ctx.module.name, f"ssh login: ls ~{prefix}<TAB>")
     finally:
         shell.close()
         target.run(["sh", "-c", f"rm -rf {home}/.ssh {key} {key}.pub"])

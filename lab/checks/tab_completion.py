@@ -35,7 +35,13 @@ class Attempt:
     status: str  # pass, hang, crash, fail
     text: str
     seconds: float
-    evidence: dict | None = None
+    evidence: dict | None = None  # the hang watch's report
+
+    def diagnosed(self, module: str, step: str) -> dict | None:
+        """The named cause of a frozen completion, with its proof (None if it did not hang)."""
+        if not self.evidence:
+            return None
+        return forensic(diagnose_hang(self.evidence.get("processes", []), module), self.evidence, step)
 
 
 class Shell:
@@ -201,9 +207,6 @@ def tab_completion(ctx: Context) -> Outcome:
     summary = "; ".join(f"{who}: {a.status} ({a.seconds:.2f} s)" for who, a in runs)
     if failed:
         who, worst = next(((w, a) for w, a in failed if a.status == "hang"), failed[0])
-        evidence = None
-        if worst.evidence:
-            diagnosis = diagnose_hang(worst.evidence.get("processes", []), m.name)
-            evidence = forensic(diagnosis, worst.evidence, f"{who}: ls ~{prefix}<TAB>")
+        evidence = worst.diagnosed(m.name, f"{who}: ls ~{prefix}<TAB>")
         return Outcome(worst.status, f"as {who}, {worst.text} [{summary}]", details, evidence)
     return Outcome("pass", f"`ls ~{prefix}<TAB>` completed [{summary}]", details)
