@@ -77,7 +77,9 @@ def test_big_groups_are_exercised_and_pass(lab_run):
 
 def test_shadow_is_checked_where_the_manifest_lists_it(lab_run):
     assert checks(lab_run("clab"))["shadow"].status == "pass"
-    assert checks(lab_run("slowlab"))["shadow"].status == "skip"
+    assert checks(lab_run("slowlab"))["shadow"].status == "pass"
+    golab = checks(lab_run("golab"))["shadow"]  # no shadow database, and password fields "*"
+    assert golab.status == "pass" and "need none" in golab.reason
 
 
 def test_slow_module_gets_a_bounded_sampled_sweep(lab_run):

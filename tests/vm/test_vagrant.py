@@ -118,20 +118,16 @@ def test_login_paths_confirm_the_missing_shadow_entry(debian12):
 
 
 @pytest.fixture(scope="module")
-def matrix(before, tmp_path_factory, monkeypatch_module):
+def matrix(before, tmp_path_factory):
     """`--target vagrant` over the platforms debian12 does not cover above: glibc 2.31, 2.41."""
     for platform in MATRIX:
         boxes.build(platform)
-    monkeypatch_module.setenv("NSSLAB_PLATFORMS", " ".join(MATRIX))
-    monkeypatch_module.delenv("NSSLAB_PARALLEL", raising=False)
     modules = [str(MODULES / n) for n in ("clab", "execstacklab")]
-    return run_json(tmp_path_factory.mktemp("matrix"), "--target", "vagrant", *modules)
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
+    # only for this run: later tests in this file target debian12 again
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("NSSLAB_PLATFORMS", " ".join(MATRIX))
+        env.delenv("NSSLAB_PARALLEL", raising=False)
+        return run_json(tmp_path_factory.mktemp("matrix"), "--target", "vagrant", *modules)
 
 
 def test_matrix_runs_every_check_on_every_platform(matrix):
@@ -139,7 +135,8 @@ def test_matrix_runs_every_check_on_every_platform(matrix):
     assert {m["target"] for m in doc["modules"]} == {f"vagrant:{p}" for p in MATRIX}
     for platform in MATRIX:
         clab = by_module(doc, f"vagrant:{platform}")["clab"]
-        assert all(c["status"] == "pass" for c in clab.values()), (platform, clab)
+        not_passed = {c: v["status"] for c, v in clab.items() if v["status"] != "pass"}
+        assert not_passed == {"go-runtime": "skip"}, (platform, not_passed)  # clab is C
         assert "login-paths" in clab
 
 
