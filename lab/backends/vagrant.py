@@ -2,7 +2,8 @@
 
 The VM is brought up once and reused by every module of a run: install() puts the module
 where a package would (the real lib dir, /etc/nsswitch.conf, the manifest's [files], home
-dirs), uninstall() puts the originals back, and close() destroys the VM unless --keep.
+dirs), uninstall() puts the originals back, and close() destroys the VM. With --keep the
+VM stays up with the last module still installed, for a human to log in and poke at.
 Every command runs as root over one ssh connection opened before the module is installed,
 so the probe, testinfra and pexpect work exactly as in the sandbox: no check is written twice.
 """
@@ -30,6 +31,7 @@ from lab.module import Module
 ROOT = Path(__file__).resolve().parent.parent.parent  # the checkout, where the Vagrantfile is
 SERIAL_DIR = Path("/var/tmp/nsslab-serial")
 WORKDIR = "/var/tmp/nsslab"
+UNDO = "/var/tmp/nsslab-undo.sh"  # install()'s undo, for a later run that finds the VM kept
 # vagrant-libvirt waits 10 min for a guest's IP whatever boot_timeout says; the lab decides.
 # TCG boots in 1-2 min here; NSSLAB_UP_TIMEOUT gives slower hosts room, never forever.
 UP_TIMEOUT = 600.0
@@ -111,6 +113,7 @@ class Vagrant(Target):
         self.keep = keep
         self.ssh_config: Path | None = None
         self._module_path = ""
+        self.module_name = ""
         self.restore: list[str] = []  # shell lines that undo install()
 
     # ---- the VM
@@ -176,11 +179,17 @@ class Vagrant(Target):
             subprocess.run([*master, "-O", "exit", self.platform], capture_output=True, timeout=30)
             self.ssh_config.unlink(missing_ok=True)
             self.ssh_config = None
-        if not self.keep:
-            try:
-                vagrant(["destroy", "-f", self.platform], 300)
-            finally:
-                self.forget_domain()
+        if self.keep:
+            LIBVIRT["kept"] = True  # cleanup() must not take its network or daemons away
+            installed = f"libnss_{self.module_name} installed" if self.restore else "no module installed"
+            where = f"cd {ROOT} && VAGRANT_HOME={VAGRANT_HOME} vagrant"
+            login, end = f"{where} ssh {self.platform}", f"{where} destroy -f {self.platform}"
+            print(f"{self.name} kept up, {installed}: `{login}`; ends with `{end}`")
+            return
+        try:
+            vagrant(["destroy", "-f", self.platform], 300)
+        finally:
+            self.forget_domain()
 
     def forget_domain(self) -> None:
         """Removes the VM's libvirt domain and disks if `vagrant destroy` left them (a boot
@@ -236,6 +245,8 @@ class Vagrant(Target):
 
     def install(self, module: Module) -> None:
         self.up()
+        self.undo()  # the module a kept VM still holds
+        self.module_name = module.name
         self.run(["sh", "-c", f"rm -rf {WORKDIR} && mkdir -m 755 {WORKDIR}"])
         for source in PROBE_FILES:
             self.copy(source, f"{WORKDIR}/{source.name}")
@@ -257,6 +268,7 @@ class Vagrant(Target):
                     f"chown {user.uid}:{user.gid} {shlex.quote(user.home)}; }}"
                 )
                 self.restore.append(f"rmdir {shlex.quote(user.home)} 2>/dev/null")
+        self.sh(f"cat > {UNDO} <<'EOF'\n" + "\n".join(reversed(self.restore)) + "\nEOF")
 
     def place(self, source: Path, target: str, mode: str) -> None:
         """Installs SOURCE at TARGET, keeping the original to put back."""
@@ -267,14 +279,25 @@ class Vagrant(Target):
         self.restore.append(f"if [ -e {saved} ]; then mv -f {saved} {quoted}; else rm -f {quoted}; fi")
 
     def uninstall(self) -> None:
+        """Stops what the checks left running; puts the originals back unless --keep, where
+        the next install() or a human does."""
         if not self.ssh_config:
             return
         # Anything a check left running from the workdir; "[/]" keeps pkill off this very shell.
-        leftovers = f"pkill -9 -f '[/]{WORKDIR[1:]}/' 2>/dev/null; true"
-        script = [*reversed(self.restore), f"rm -rf {WORKDIR}", "true"]
+        try:
+            self.sh(f"pkill -9 -f '[/]{WORKDIR[1:]}/' 2>/dev/null; true")
+        except (LabError, CommandTimeout):
+            pass  # the VM is disposable; close() destroys it
+        if not self.keep:
+            self.undo()
+
+    def undo(self) -> None:
+        """Puts back what install() replaced: in this run, or in an earlier one that kept the VM."""
+        earlier = f"if [ -f {UNDO} ]; then sh {UNDO}; fi"
+        script = [*reversed(self.restore), f"rm -rf {WORKDIR}"] if self.restore else [earlier]
+        script += [f"rm -f {UNDO}", "true"]
         self.restore = []
         try:
-            self.sh(leftovers)
             self.sh("; ".join(script))
         except (LabError, CommandTimeout):
             pass  # the VM is disposable; close() destroys it
@@ -314,8 +337,8 @@ def ensure_libvirt() -> None:
 def cleanup() -> None:
     """After the last VM is gone: the box volumes vagrant-libvirt uploaded, the pools and
     networks it created, the daemons this run started."""
-    if not LIBVIRT:
-        return
+    if not LIBVIRT or LIBVIRT.get("kept"):
+        return  # a kept VM needs its volumes, network and daemons
     for pool in virsh("pool-list", "--all", "--name").split():
         for volume in virsh("vol-list", "--pool", pool).splitlines():
             name = volume.split()[0] if volume.split() else ""

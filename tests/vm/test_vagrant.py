@@ -16,6 +16,7 @@ from datetime import datetime
 import pytest
 
 from lab import boxes
+from lab.backends import vagrant
 from lab.backends.vagrant import parallel_slots
 from lab.cli import main
 from lab.runner import run_module
@@ -164,6 +165,45 @@ def test_platforms_run_in_parallel(matrix):
         spans.setdefault(m["target"], []).append((checking, end))
     first, second = (spans[f"vagrant:{p}"] for p in MATRIX)
     assert any(a < d and c < b for a, b in first for c, d in second), spans
+
+
+def test_keep_leaves_the_vm_up_with_the_module_and_the_next_run_reuses_it(before, tmp_path, capsys):
+    """--keep: a human can log in with the module in place; a later run takes the VM over,
+    puts the kept module's files back and installs its own, without a boot. (Not golab: with
+    it in nsswitch.conf every ssh login freezes, vagrant's too, as login-paths shows.)"""
+    boxes.build("debian12")
+    id_file = vagrant.ROOT / ".vagrant/machines/debian12/libvirt/id"
+
+    def in_vm(script: str) -> str:
+        return vagrant.vagrant(["ssh", "debian12", "-c", script], 120)
+
+    try:
+        rc, doc = run_json(
+            tmp_path, "--target", "vagrant:debian12", "--keep", "--check", "load", str(MODULES / "clab")
+        )
+        assert rc == 0, doc
+        assert "vagrant:debian12 kept up, libnss_clab installed" in capsys.readouterr().out
+        assert in_vm("getent passwd pyama").startswith("pyama:")  # answered by the kept module
+        domain = id_file.read_text()
+
+        rc, doc = run_json(
+            tmp_path,
+            "--target",
+            "vagrant:debian12",
+            "--keep",
+            "--check",
+            "load",
+            str(MODULES / "execstacklab"),
+        )
+        assert doc["modules"][0]["error"] is None
+        assert id_file.read_text() == domain  # the same VM, not a new boot
+        state = in_vm("grep ^passwd: /etc/nsswitch.conf; ls /lib/x86_64-linux-gnu/ | grep libnss_ || true")
+        assert "execstacklab" in state and "clab" not in state.replace("execstacklab", ""), state
+    finally:
+        vagrant.LIBVIRT.pop("kept", None)
+        vagrant.Vagrant("debian12").close()
+        vagrant.cleanup()
+    assert not id_file.exists()
 
 
 def test_a_vm_that_never_boots_is_an_error_with_its_console(before, tmp_path, monkeypatch):
