@@ -2,8 +2,8 @@
 
 Part of `./nsslab.sh test` (and `tox -e vm`, `./nsslab.sh test-vm` alone). Measured here under
 TCG (no usable KVM): about 3 min per box the first time, then about 1 min per boot; four
-modules on debian12 about 12 min; clab and execstacklab on debian11 and debian13 side by
-side about 8 min; the failed-boot case about 2 min."""
+modules on debian12 about 11 min; clab and execstacklab on debian11 and debian13 side by
+side about 7 min; --keep about 3 min; the failed-boot case about 3 min."""
 
 from __future__ import annotations
 
@@ -170,7 +170,7 @@ def test_platforms_run_in_parallel(matrix):
 def test_keep_leaves_the_vm_up_with_the_module_and_the_next_run_reuses_it(before, tmp_path, capsys):
     """--keep: a human can log in with the module in place; a later run takes the VM over,
     puts the kept module's files back and installs its own, without a boot. (Not golab: with
-    it in nsswitch.conf every ssh login freezes, vagrant's too, as login-paths shows.)"""
+    it in nsswitch.conf every ssh login froze here, vagrant's too.)"""
     boxes.build("debian12")
     id_file = vagrant.ROOT / ".vagrant/machines/debian12/libvirt/id"
 
