@@ -31,7 +31,8 @@ from lab.module import Module
 ROOT = Path(__file__).resolve().parent.parent.parent  # the checkout, where the Vagrantfile is
 SERIAL_DIR = Path("/var/tmp/nsslab-serial")
 WORKDIR = "/var/tmp/nsslab"
-UNDO = "/var/tmp/nsslab-undo.sh"  # install()'s undo, for a later run that finds the VM kept
+# What install() changed, undone newest first; kept in the VM so a later run can undo a kept install.
+UNDO = "/var/tmp/nsslab-undo.sh"
 # vagrant-libvirt waits 10 min for a guest's IP whatever boot_timeout says; the lab decides.
 # TCG boots in 1-2 min here; NSSLAB_UP_TIMEOUT gives slower hosts room, never forever.
 UP_TIMEOUT = 600.0
@@ -113,8 +114,7 @@ class Vagrant(Target):
         self.keep = keep
         self.ssh_config: Path | None = None
         self._module_path = ""
-        self.module_name = ""
-        self.restore: list[str] = []  # shell lines that undo install()
+        self.module_name = ""  # the module installed now
 
     # ---- the VM
 
@@ -181,7 +181,7 @@ class Vagrant(Target):
             self.ssh_config = None
         if self.keep:
             LIBVIRT["kept"] = True  # cleanup() must not take its network or daemons away
-            installed = f"libnss_{self.module_name} installed" if self.restore else "no module installed"
+            installed = f"libnss_{self.module_name} installed" if self.module_name else "no module installed"
             where = f"cd {ROOT} && VAGRANT_HOME={VAGRANT_HOME} vagrant"
             login, end = f"{where} ssh {self.platform}", f"{where} destroy -f {self.platform}"
             print(f"{self.name} kept up, {installed}: `{login}`; ends with `{end}`")
@@ -252,7 +252,6 @@ class Vagrant(Target):
             self.copy(source, f"{WORKDIR}/{source.name}")
         libdir = self.sh("dirname \"$(ldconfig -p | awk '/libnss_files.so.2 /{print $NF; exit}')\"").strip()
         self._module_path = f"{libdir}/libnss_{module.name}.so.2"
-        self.restore = [f"rm -f {self._module_path}"]
         self.place(module.library, self._module_path, "0755")
         current = self.run(["cat", "/etc/nsswitch.conf"]).stdout
         with tempfile.NamedTemporaryFile("w", suffix=".conf") as f:
@@ -263,20 +262,17 @@ class Vagrant(Target):
             self.place(source, target, "0644")
         for user in module.users:
             if user.home.startswith("/"):
-                self.sh(
-                    f"[ -e {shlex.quote(user.home)} ] || {{ mkdir -p -m 750 {shlex.quote(user.home)} && "
-                    f"chown {user.uid}:{user.gid} {shlex.quote(user.home)}; }}"
-                )
-                self.restore.append(f"rmdir {shlex.quote(user.home)} 2>/dev/null")
-        self.sh(f"cat > {UNDO} <<'EOF'\n" + "\n".join(reversed(self.restore)) + "\nEOF")
+                home = shlex.quote(user.home)
+                make = f"mkdir -p -m 750 {home} && chown {user.uid}:{user.gid} {home}"
+                self.sh(f"[ -e {home} ] || {{ {to_undo(f'rmdir {home} 2>/dev/null')}; {make}; }}")
 
     def place(self, source: Path, target: str, mode: str) -> None:
         """Installs SOURCE at TARGET, keeping the original to put back."""
         quoted, saved = shlex.quote(target), shlex.quote(target + ORIGINAL)
         keep_original = f"if [ -e {quoted} ] && [ ! -e {saved} ]; then cp -a {quoted} {saved}; fi"
-        self.sh(f'{keep_original}; mkdir -p "$(dirname {quoted})"')
+        undo = to_undo(f"if [ -e {saved} ]; then mv -f {saved} {quoted}; else rm -f {quoted}; fi")
+        self.sh(f'{keep_original}; {undo}; mkdir -p "$(dirname {quoted})"')
         self.copy(source, target, mode)
-        self.restore.append(f"if [ -e {saved} ]; then mv -f {saved} {quoted}; else rm -f {quoted}; fi")
 
     def uninstall(self) -> None:
         """Stops what the checks left running; puts the originals back unless --keep, where
@@ -293,12 +289,9 @@ class Vagrant(Target):
 
     def undo(self) -> None:
         """Puts back what install() replaced: in this run, or in an earlier one that kept the VM."""
-        earlier = f"if [ -f {UNDO} ]; then sh {UNDO}; fi"
-        script = [*reversed(self.restore), f"rm -rf {WORKDIR}"] if self.restore else [earlier]
-        script += [f"rm -f {UNDO}", "true"]
-        self.restore = []
+        self.module_name = ""
         try:
-            self.sh("; ".join(script))
+            self.sh(f"if [ -f {UNDO} ]; then sh {UNDO}; fi; rm -f {UNDO}; rm -rf {WORKDIR}")
         except (LabError, CommandTimeout):
             pass  # the VM is disposable; close() destroys it
 
@@ -307,6 +300,12 @@ class Vagrant(Target):
         if done.rc != 0:
             raise LabError(f"in {self.name}: `{script[:80]}` failed: {done.stderr.strip()[-200:]}")
         return done.stdout
+
+
+def to_undo(line: str) -> str:
+    """Shell that puts LINE first in the VM's undo script (the newest change is undone first)."""
+    prepend = f"{{ printf '%s\\n' {shlex.quote(line)}; cat {UNDO} 2>/dev/null || true; }} >{UNDO}.new"
+    return f"{prepend} && mv {UNDO}.new {UNDO}"
 
 
 LIBVIRT: dict[str, object] = {}  # what existed before this run touched libvirt, and what it started

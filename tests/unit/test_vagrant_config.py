@@ -1,6 +1,9 @@
-"""How the vagrant target reads the matrix and decides how many VMs run at once."""
+"""How the vagrant target reads the matrix, decides how many VMs run at once, and records
+what an install changed in the VM."""
 
 from __future__ import annotations
+
+import subprocess
 
 import pytest
 
@@ -52,3 +55,13 @@ def test_the_console_tail_drops_terminal_escapes(tmp_path, monkeypatch):
     assert vagrant.Vagrant("debian12").console_tail() == (
         "[    1.0] booting | ALERT! /dev/x does not exist | (initramfs)"
     )
+
+
+def test_the_undo_script_undoes_the_newest_change_first(monkeypatch, tmp_path):
+    """install() records each change in the VM as it makes it; the first record has no
+    script to prepend to, and quoted paths survive."""
+    monkeypatch.setattr(vagrant, "UNDO", str(tmp_path / "undo.sh"))
+    for line in ("echo library", "echo 'the nsswitch.conf'", "[ -e '/home/a b' ] || echo home"):
+        subprocess.run(["sh", "-c", vagrant.to_undo(line)], check=True, timeout=10)
+    done = subprocess.run(["sh", vagrant.UNDO], capture_output=True, text=True, timeout=10)
+    assert done.stdout.splitlines() == ["home", "the nsswitch.conf", "library"]
