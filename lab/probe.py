@@ -105,7 +105,9 @@ SYSCALLS = {
 }.get(platform.machine(), {})
 FUTEX_WAITS = {0, 6, 9, 11, 13}  # WAIT, LOCK_PI, WAIT_BITSET, WAIT_REQUEUE_PI, LOCK_PI2
 FUTEX_PRIVATE = 0x80
-GDB_TIMEOUT = 10.0  # hard bound per gdb run; an attach takes 0.5-0.8 s here
+# Hard bound per gdb run. An attach takes 0.5-0.8 s on the host, 6-9 s in a TCG VM (once
+# 10.3 s: a bound of 10 s lost the evidence); a gdb that finishes costs only its own time.
+GDB_TIMEOUT = 30.0
 GDB_MAX_PROCESSES = 3  # the deepest hung processes get a backtrace, in parallel
 GDB_OUTPUT_LIMIT = 200_000
 FATAL_SIGNALS = "SIGSEGV SIGABRT SIGBUS SIGFPE SIGILL SIGSYS SIGTRAP"

@@ -22,12 +22,13 @@ import testinfra.host
 from lab.elf import lib_names
 from lab.errors import CommandTimeout, LabError
 from lab.module import Module
+from lab.probe import GDB_TIMEOUT
 
 LAB = Path(__file__).resolve().parent.parent
 # What runs inside a target: the probe, and the direct entry-point calls it loads from beside it.
 PROBE_FILES = (LAB / "probe.py", LAB / "entrypoints.py")
 DEFAULT_TIMEOUT = 10.0
-EVIDENCE_BOUND = 25.0  # two gdb runs of probe.GDB_TIMEOUT each, and slack
+EVIDENCE_BOUND = 2 * GDB_TIMEOUT + 5  # two gdb runs, and slack
 
 
 @dataclass

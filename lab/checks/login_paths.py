@@ -6,6 +6,7 @@ import time
 from lab.checks.base import Context, Outcome, check, describe_hang, forensic, summary
 from lab.checks.tab_completion import RCFILE, TABS, Attempt, Shell, ShellDidNotStart, login_env, unique_prefix
 from lab.forensics import diagnose_hang
+from lab.probe import GDB_TIMEOUT
 
 KILLED = 137  # `timeout -s KILL` in the target: the command was still running at the bound
 
@@ -88,7 +89,7 @@ def stuck_login(ctx: Context) -> tuple[str, dict | None]:
     state, suspects = sshd_state(ctx)
     for pid in suspects:  # the [priv] parent first: its tree holds the forked children
         watch = ctx.target.start_watch(pid, ctx.quick, ctx.slow, ctx.slow + 5)
-        deadline = time.monotonic() + ctx.slow + 15  # the watch's own bound, plus gdb
+        deadline = time.monotonic() + ctx.slow + 10 + GDB_TIMEOUT  # the watch's own bound, plus gdb
         try:
             while (report := watch.poll()) is None and time.monotonic() < deadline:
                 time.sleep(0.1)
