@@ -329,27 +329,40 @@ def ensure_libvirt() -> None:
     deadline = time.monotonic() + 15
     while not Path("/var/run/libvirt/libvirt-sock").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
-    LIBVIRT.setdefault("pools", set(virsh("pool-list", "--all", "--name").split()))
-    LIBVIRT.setdefault("networks", set(virsh("net-list", "--all", "--name").split()))
+    for kind in ("pool", "net"):  # defined, and of those the ones running
+        LIBVIRT.setdefault(kind, (libvirt_names(kind, "--all"), libvirt_names(kind)))
+    LIBVIRT.setdefault("volumes", box_volumes())
+
+
+def libvirt_names(kind: str, *flags: str) -> set[str]:
+    return set(virsh(f"{kind}-list", "--name", *flags).split())
+
+
+def box_volumes() -> set[tuple[str, str]]:
+    """The boxes vagrant-libvirt uploaded into libvirt's pools, as (pool, volume)."""
+    found = set()
+    for pool in virsh("pool-list", "--all", "--name").split():
+        for line in virsh("vol-list", "--pool", pool).splitlines():
+            if line.split() and line.split()[0].startswith("nsslab-VAGRANTSLASH-"):
+                found.add((pool, line.split()[0]))
+    return found
 
 
 def cleanup() -> None:
-    """After the last VM is gone: the box volumes vagrant-libvirt uploaded, the pools and
-    networks it created, the daemons this run started."""
+    """After the last VM is gone: libvirt as this run found it. Box volumes, pools and
+    networks it added go, the ones it started stop, the daemons it started end. What was
+    there before stays: a user's network, another checkout's kept VM and its box volume."""
     if not LIBVIRT or LIBVIRT.get("kept"):
         return  # a kept VM needs its volumes, network and daemons
-    for pool in virsh("pool-list", "--all", "--name").split():
-        for volume in virsh("vol-list", "--pool", pool).splitlines():
-            name = volume.split()[0] if volume.split() else ""
-            if name.startswith("nsslab-VAGRANTSLASH-"):
-                virsh("vol-delete", "--pool", pool, name)
-        if pool not in LIBVIRT["pools"]:
-            virsh("pool-destroy", pool)
-            virsh("pool-undefine", pool)
-    for network in virsh("net-list", "--all", "--name").split():
-        if network not in LIBVIRT["networks"]:
-            virsh("net-destroy", network)
-            virsh("net-undefine", network)
+    for pool, volume in box_volumes() - LIBVIRT["volumes"]:
+        virsh("vol-delete", "--pool", pool, volume)
+    for kind in ("pool", "net"):
+        defined, running = LIBVIRT[kind]
+        for name in libvirt_names(kind, "--all"):
+            if name not in running:
+                virsh(f"{kind}-destroy", name)  # stops it (and a network's dnsmasq)
+            if name not in defined:
+                virsh(f"{kind}-undefine", name)
     for daemon in LIBVIRT["daemons"]:
         subprocess.run(["pkill", "-x", daemon], capture_output=True, timeout=30)
     # Gone, not only signalled: the network's dnsmasq and the daemons take a moment to exit.
