@@ -40,9 +40,11 @@ CALL_TIMEOUT = 120.0
 ORIGINAL = ".nsslab-orig"
 QEMU_OVERHEAD_MB = 1024  # qemu's own memory beside the guest's (TCG's translation cache is most of it)
 HOST_RESERVE_MB = 2048  # what the host keeps for itself, the lab and pexpect
-# One `vagrant up` at a time: parallel vagrant-libvirt processes race to create the same
-# network, pool and box volume. Boots are a minute; the checks after them run in parallel.
-UP_LOCK = threading.Lock()
+# One `vagrant up` or `destroy` at a time: parallel vagrant-libvirt processes race to create
+# the same network, pool and box volume, and a destroy removes the network it created when no
+# running VM uses it, even while another platform's `up` is about to start a VM on it (CI saw
+# debian13 fail so). Boots are a minute, destroys seconds; the checks run in parallel.
+VAGRANT_LOCK = threading.Lock()
 
 
 def matrix() -> dict[str, str]:
@@ -99,9 +101,16 @@ def vagrant(args: list[str], timeout: float, driver: str | None = None) -> str:
     except FileNotFoundError:
         raise LabError("vagrant is not installed (`./nsslab.sh box` installs it)") from None
     if done.returncode != 0:
-        lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
-        raise LabError(f"`vagrant {' '.join(args)}` failed: {lines[-1] if lines else 'no output'}")
+        raise LabError(f"`vagrant {' '.join(args)}` failed: {vagrant_error(done.stderr or done.stdout)}")
     return done.stdout
+
+
+def vagrant_error(output: str) -> str:
+    """The line that says why: vagrant's own last message, or the message of a Ruby
+    exception (its first line, `file:line:in `method': message (Class)`), not a backtrace frame."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("from /")] or ["no output"]
+    return re.sub(r"^/\S+:\d+:in [`'][^']*': ", "", lines[-1])
 
 
 class Vagrant(Target):
@@ -128,7 +137,7 @@ class Vagrant(Target):
             raise LabError(f"no box {box}: run `nsslab box build {self.platform}` first")
         SERIAL_DIR.mkdir(parents=True, exist_ok=True)
         (SERIAL_DIR / f"{self.platform}.log").unlink(missing_ok=True)  # this boot's console only
-        with UP_LOCK:
+        with VAGRANT_LOCK:
             ensure_libvirt()
             driver = libvirt_driver()
             try:
@@ -186,10 +195,11 @@ class Vagrant(Target):
             login, end = f"{where} ssh {self.platform}", f"{where} destroy -f {self.platform}"
             print(f"{self.name} kept up, {installed}: `{login}`; ends with `{end}`")
             return
-        try:
-            vagrant(["destroy", "-f", self.platform], 300)
-        finally:
-            self.forget_domain()
+        with VAGRANT_LOCK:
+            try:
+                vagrant(["destroy", "-f", self.platform], 300)
+            finally:
+                self.forget_domain()
 
     def forget_domain(self) -> None:
         """Removes the VM's libvirt domain and disks if `vagrant destroy` left them (a boot
