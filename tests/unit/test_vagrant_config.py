@@ -1,5 +1,5 @@
-"""How the vagrant target reads the matrix, decides how many VMs run at once, and records
-what an install changed in the VM."""
+"""How the vagrant target reads the matrix, decides how many VMs run at once, records
+what an install changed in the VM, and says why vagrant failed."""
 
 from __future__ import annotations
 
@@ -65,3 +65,25 @@ def test_the_undo_script_undoes_the_newest_change_first(monkeypatch, tmp_path):
         subprocess.run(["sh", "-c", vagrant.to_undo(line)], check=True, timeout=10)
     done = subprocess.run(["sh", vagrant.UNDO], capture_output=True, text=True, timeout=10)
     assert done.stdout.splitlines() == ["home", "the nsswitch.conf", "library"]
+
+
+@pytest.mark.parametrize(
+    ("output", "reason"),
+    [
+        # an exception inside vagrant-libvirt: the message, not the last backtrace frame
+        (
+            "/usr/share/rubygems-integration/all/gems/fog-libvirt-0.8.0/lib/fog/libvirt/requests/compute/"
+            "vm_action.rb:7:in `create': Call to virDomainCreateWithFlags failed: Cannot get interface MTU"
+            " on 'virbr1': No such device (Libvirt::Error)\n"
+            "\tfrom /usr/share/rubygems-integration/all/gems/vagrant-2.3.4/lib/vagrant/batch_action.rb:86:in"
+            " `block (2 levels) in run'\n",
+            "Call to virDomainCreateWithFlags failed: Cannot get interface MTU on 'virbr1': No such device"
+            " (Libvirt::Error)",
+        ),
+        # vagrant's own error: its last line
+        ("Bringing machine 'debian12' up\nThe box 'nsslab/debian12' could not be found.\n", None),
+        ("", "no output"),
+    ],
+)
+def test_a_vagrant_failure_is_told_by_its_reason(output, reason):
+    assert vagrant.vagrant_error(output) == (reason or output.splitlines()[-1])
