@@ -350,12 +350,12 @@ def libvirt_names(kind: str, *flags: str) -> set[str]:
 
 def box_volumes() -> set[tuple[str, str]]:
     """The boxes vagrant-libvirt uploaded into libvirt's pools, as (pool, volume)."""
-    found = set()
-    for pool in virsh("pool-list", "--all", "--name").split():
-        for line in virsh("vol-list", "--pool", pool).splitlines():
-            if line.split() and line.split()[0].startswith("nsslab-VAGRANTSLASH-"):
-                found.add((pool, line.split()[0]))
-    return found
+    return {
+        (pool, words[0])
+        for pool in libvirt_names("pool", "--all")
+        for words in map(str.split, virsh("vol-list", "--pool", pool).splitlines())
+        if words and words[0].startswith("nsslab-VAGRANTSLASH-")
+    }
 
 
 def cleanup() -> None:
