@@ -185,6 +185,11 @@ def thread_state(pid: int, tid: int) -> dict:
     }
 
 
+def signature(t: dict) -> tuple:
+    """What must stay the same for thread T to count as stuck."""
+    return (t["state"], t["progress"], tuple(t["syscall"]))
+
+
 def classify_wait(pid: int, t: dict) -> str:
     """What could end thread T's wait: 'running', 'timed' (a clock), 'self' (only a thread
     of this process: a private futex with no timeout), 'children' (wait4), 'pipe:[N]'
@@ -279,7 +284,7 @@ class HangWatch:
         for pid, states in threads.items():
             for t in states:
                 key = (pid, t["tid"])
-                sig = (t["state"], t["progress"], tuple(t["syscall"]))
+                sig = signature(t)
                 if self.last.get(key) != sig or t["state"] == "R":
                     self.last[key], self.since[key] = sig, now
                 idle[pid] = min(idle.get(pid, 1e9), now - self.since[key])
@@ -302,8 +307,9 @@ class HangWatch:
                 return True
             if kind == "children":
                 return bool(kids.get(pid)) and kids[pid] <= hung
-            if kind.startswith("pipe:"):
-                return writers.setdefault(kind, pipe_writers(kind)) <= hung | {pid}
+            if kind.startswith("pipe:"):  # no writer left at all means EOF is on its way
+                held = writers.setdefault(kind, pipe_writers(kind))
+                return bool(held) and held <= hung | {pid}
             return False
 
         for slow in (False, True):
@@ -317,12 +323,23 @@ class HangWatch:
                         hung.add(pid)
                         changed = True
             if hung:
+                if not self.unchanged(hung):
+                    return None
                 return {
                     "stuck_seconds": round(min(idle[p] for p in hung), 3),
                     "outside_wait": slow,
                     "processes": evidence(snapshot(hung)),
                 }
         return None
+
+    def unchanged(self, pids: set[int]) -> bool:
+        """Whether PIDS are still in the waits they were judged in. Judging takes a scan of
+        /proc, and a pipe writer or child that exits during it wakes its reader: without this
+        a reader about to get EOF was once called hung (slowlab's `compgen -u` subshell)."""
+        now = snapshot(pids)
+        return set(now) == pids and all(
+            self.last.get((pid, t["tid"])) == signature(t) for pid, states in now.items() for t in states
+        )
 
 
 def snapshot(pids: set[int]) -> dict[int, list[dict]]:

@@ -98,3 +98,36 @@ def test_futex_classification_follows_the_syscall_arguments():
     assert probe.classify_wait(0, wake) == "external"
     assert probe.classify_wait(0, sleeping) == "timed"
     assert probe.classify_wait(0, {"state": "R", "syscall": ["running"]}) == "running"
+
+
+# The reader's only writer is its child, which sleeps: the read waits on a live writer.
+READS_FROM_SLEEPING_CHILD = """import os, time
+r, w = os.pipe()
+child = os.fork()
+if child == 0:
+    os.close(r)
+    time.sleep(100)
+os.close(w)
+os.read(r, 1)
+time.sleep(100)
+"""
+
+
+def test_a_reader_whose_writer_exits_while_being_judged_is_not_hung(spawn, monkeypatch):
+    """slowlab's `compgen -u` subshell ended during the /proc scan for its pipe's writers;
+    bash, about to read EOF, was called hung. A verdict must still hold after the scan."""
+    proc = spawn(READS_FROM_SLEEPING_CHILD)
+    scan = probe.pipe_writers
+
+    def writer_exits_during_scan(pipe: str) -> set[int]:
+        for pid in probe.tree(proc.pid) - {proc.pid}:
+            probe.kill_pids({pid})
+            deadline = time.monotonic() + 5
+            while probe.read(f"/proc/{pid}/stat") and "Z" not in probe.stat_fields(f"/proc/{pid}/stat")[:1]:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        return scan(pipe)
+
+    monkeypatch.setattr(probe, "pipe_writers", writer_exits_during_scan)
+    found, _ = watch(proc, 2.5)
+    assert found is None, found
