@@ -79,18 +79,18 @@ class Shell:
         try:
             while time.monotonic() - started < self.ctx.step_timeout:
                 try:
-                    self.proc.expect(re.escape(rest), timeout=0.05)
-                    self.proc.send("\x15")  # Ctrl-U: clear the line for the next attempt
-                    return Attempt(
-                        "pass", f"completed ~{prefix} to ~{prefix}{rest}", time.monotonic() - started
-                    )
-                except pexpect.TIMEOUT:
-                    pass
+                    shown = self.shows(rest, 0.05)
                 except pexpect.EOF:
                     return Attempt(
                         "crash", f"bash exited while completing ~{prefix}", time.monotonic() - started
                     )
-                report = watch.poll()
+                report = None if shown else watch.poll()
+                # an idle shell may have printed the completion just after the last look
+                if shown or (report and report["outcome"] == "idle" and self.shows(rest, 1.0)):
+                    self.proc.send("\x15")  # Ctrl-U: clear the line for the next attempt
+                    return Attempt(
+                        "pass", f"completed ~{prefix} to ~{prefix}{rest}", time.monotonic() - started
+                    )
                 if report and report["outcome"] == "idle":
                     return Attempt(
                         "fail",
@@ -112,6 +112,14 @@ class Shell:
             )
         finally:
             watch.stop()
+
+    def shows(self, text: str, timeout: float) -> bool:
+        """Whether the terminal shows TEXT within TIMEOUT seconds (EOF if bash is gone)."""
+        try:
+            self.proc.expect(re.escape(text), timeout=timeout)
+            return True
+        except pexpect.TIMEOUT:
+            return False
 
     def close(self) -> None:
         if self.pid:
