@@ -17,6 +17,7 @@ from typing import Any
 
 import pexpect
 import testinfra.backend.base
+import testinfra.backend.ssh
 import testinfra.host
 
 from lab.elf import lib_names
@@ -245,3 +246,33 @@ class TestinfraBridge(testinfra.backend.base.BaseBackend):
         cmd = self.get_command(command, *args)
         done = self.target.run(["/bin/sh", "-c", cmd], timeout=self.timeout)
         return self.result(done.rc, self.encode(cmd), done.stdout.encode(), done.stderr.encode())
+
+
+class BoundedSshBackend(testinfra.backend.ssh.SshBackend):
+    """testinfra's own ssh backend, for targets reached over ssh (from their ssh-config).
+    testinfra waits for ssh without a bound (its timeout is only ssh's ConnectTimeout), so
+    each ssh runs in its own process group, killed past BOUND like every other call."""
+
+    NAME = "nsslab-ssh"
+    __test__ = False  # not a pytest class
+
+    def __init__(self, hostspec: str, bound: float = DEFAULT_TIMEOUT, **kwargs: Any) -> None:
+        super().__init__(hostspec, **kwargs)
+        self.bound = bound
+
+    def run_local(self, command: str, *args: str) -> testinfra.backend.base.CommandResult:
+        line = self.quote(command, *args)
+        try:
+            done = bounded_run(
+                ["/bin/sh", "-c", line],
+                self.bound,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        except subprocess.TimeoutExpired:
+            raise CommandTimeout(f"testinfra over ssh: `{line[-120:]}` took over {self.bound:g} s") from None
+        if done.returncode == 255:  # ssh's own failure (testinfra would raise its whole result)
+            why = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise LabError(f"testinfra over ssh to {self.host.name} failed: {why[0]}")
+        return self.result(done.returncode, self.encode(line), done.stdout, done.stderr)

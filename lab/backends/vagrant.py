@@ -5,8 +5,8 @@ where a package would (the real lib dir, /etc/nsswitch.conf, the manifest's [fil
 dirs), uninstall() puts the originals back, and close() destroys the VM. With --keep the
 VM stays up with the last module still installed, for a human to log in and poke at.
 Every command runs as root over one ssh connection opened before the module is installed,
-so the probe, testinfra and pexpect work exactly as in the sandbox: no check is written twice.
-"""
+so the probe, testinfra (its ssh backend) and pexpect serve the same checks as in the
+sandbox: no check is written twice. vagrant itself is driven through python-vagrant, bounded."""
 
 from __future__ import annotations
 
@@ -21,8 +21,11 @@ import threading
 import time
 from pathlib import Path
 
+import testinfra.host
+import vagrant as python_vagrant  # python-vagrant: the top-level package, not this module
+
 from lab import boxes
-from lab.backends.base import PROBE_FILES, Target, bounded_run
+from lab.backends.base import PROBE_FILES, BoundedSshBackend, Target, bounded_run
 from lab.boxes import VAGRANT_HOME
 from lab.errors import CommandTimeout, LabError
 from lab.install import nsswitch
@@ -83,26 +86,46 @@ def vagrant_env(driver: str | None = None) -> dict[str, str]:
     return env
 
 
-def vagrant(args: list[str], timeout: float, driver: str | None = None) -> str:
-    """Runs `vagrant ARGS` in the checkout, in its own process group, bounded."""
-    try:
-        done = bounded_run(
-            ["vagrant", *args],
-            timeout,
-            cwd=ROOT,
-            env=vagrant_env(driver),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired:
-        raise CommandTimeout(f"`vagrant {' '.join(args)}` took over {timeout:.0f} s") from None
-    except FileNotFoundError:
-        raise LabError("vagrant is not installed (`./nsslab.sh box` installs it)") from None
-    if done.returncode != 0:
-        raise LabError(f"`vagrant {' '.join(args)}` failed: {vagrant_error(done.stderr or done.stdout)}")
-    return done.stdout
+class BoundedVagrant(python_vagrant.Vagrant):
+    """python-vagrant on the checkout's Vagrantfile, every call bounded.
+
+    python-vagrant runs vagrant with no timeout and in the lab's process group. The two
+    methods through which all its calls start vagrant (python-vagrant 1.0, pinned) are
+    replaced: vagrant runs in its own process group, killed with its ssh and qemu-img
+    children past TIMEOUT, and a failure says vagrant's own reason."""
+
+    def __init__(self, timeout: float, driver: str | None = None) -> None:
+        super().__init__(root=str(ROOT), env=vagrant_env(driver))
+        self.timeout = timeout
+
+    def _run_vagrant_command(self, args: list[str | None]) -> str:
+        return self.bounded(args)
+
+    def _call_vagrant_command(self, args: list[str | None]) -> None:
+        self.bounded(args)
+
+    def bounded(self, args: list[str | None]) -> str:
+        try:
+            argv = self._make_vagrant_command(args)
+        except RuntimeError:  # python-vagrant's "vagrant executable cannot be found"
+            raise LabError("vagrant is not installed (`./nsslab.sh box` installs it)") from None
+        shown = " ".join(argv[1:])
+        try:
+            done = bounded_run(
+                argv,
+                self.timeout,
+                cwd=self.root,
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired:
+            raise CommandTimeout(f"`vagrant {shown}` took over {self.timeout:.0f} s") from None
+        if done.returncode != 0:
+            raise LabError(f"`vagrant {shown}` failed: {vagrant_error(done.stderr or done.stdout)}")
+        return done.stdout
 
 
 def vagrant_error(output: str) -> str:
@@ -142,17 +165,17 @@ class Vagrant(Target):
             driver = libvirt_driver()
             try:
                 bound = float(os.environ.get("NSSLAB_UP_TIMEOUT", UP_TIMEOUT))
-                vagrant(["up", self.platform, "--provider", "libvirt"], bound, driver)
+                BoundedVagrant(bound, driver).up(vm_name=self.platform, provider="libvirt")
             except LabError as e:
                 raise LabError(f"{e}; serial console: {self.console_tail()}") from None
         # Root logs in with the box's key: every later command runs as root over this one
         # connection, opened before any module is installed, so no sudo or login in the
         # control path ever loads the candidate (a module that freezes sudo must not
         # freeze the lab too).
-        config = vagrant(["ssh-config", self.platform], 60)
+        config = BoundedVagrant(60).ssh_config(vm_name=self.platform)
         keys = "install -d -m 700 /root/.ssh && cat ~vagrant/.ssh/authorized_keys >/root/.ssh/authorized_keys"
         authorize = f"sudo -n sh -c '{keys}'"
-        vagrant(["ssh", self.platform, "-c", authorize], 120)
+        BoundedVagrant(120).ssh(vm_name=self.platform, command=authorize)
         fd, path = tempfile.mkstemp(prefix="nsslab-ssh-", suffix=".cfg")
         os.write(fd, re.sub(r"(?m)^(\s*User) \S+$", r"\1 root", config).encode())
         os.close(fd)
@@ -197,7 +220,7 @@ class Vagrant(Target):
             return
         with VAGRANT_LOCK:
             try:
-                vagrant(["destroy", "-f", self.platform], 300)
+                BoundedVagrant(300).destroy(vm_name=self.platform)
             finally:
                 self.forget_domain()
 
@@ -239,6 +262,21 @@ class Vagrant(Target):
             "ControlPersist=120",
         ]
         return [*ssh, "-tt" if tty else "-T", self.platform, shlex.join(argv)]
+
+    @property
+    def host(self) -> testinfra.host.Host:
+        """testinfra through its ssh backend, from the VM's ssh-config, over the run's one connection."""
+        assert self.ssh_config, "install() first"
+        backend = BoundedSshBackend(
+            self.platform,
+            bound=CALL_TIMEOUT,
+            ssh_config=str(self.ssh_config),
+            ssh_extra_args="-o BatchMode=yes",
+            timeout=20,
+            controlpath=f"{self.ssh_config}.sock",
+            controlpersist=120,
+        )
+        return testinfra.host.Host(backend)
 
     def copy(self, local: Path, remote: str, mode: str = "0644") -> None:
         """LOCAL to REMOTE (as root): cat over ssh, so no scp quoting or staging dir."""

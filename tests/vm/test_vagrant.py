@@ -235,7 +235,7 @@ def test_keep_leaves_the_vm_up_with_the_module_and_the_next_run_reuses_it(before
     id_file = vagrant.ROOT / ".vagrant/machines/debian12/libvirt/id"
 
     def in_vm(script: str) -> str:
-        return vagrant.vagrant(["ssh", "debian12", "-c", script], 120)
+        return vagrant.BoundedVagrant(120).ssh(vm_name="debian12", command=script)
 
     try:
         rc, doc = run_json(
