@@ -90,9 +90,10 @@ class BoundedVagrant(python_vagrant.Vagrant):
     """python-vagrant on the checkout's Vagrantfile, every call bounded.
 
     python-vagrant runs vagrant with no timeout and in the lab's process group. The two
-    methods through which all its calls start vagrant (python-vagrant 1.0, pinned) are
+    runners its up, ssh_config, ssh and destroy go through (python-vagrant 1.0, pinned) are
     replaced: vagrant runs in its own process group, killed with its ssh and qemu-img
-    children past TIMEOUT, and a failure says vagrant's own reason."""
+    children past TIMEOUT, and a failure says vagrant's own reason. (Streamed output and
+    the sandbox plugin use other runners: the lab calls neither.)"""
 
     def __init__(self, timeout: float, driver: str | None = None) -> None:
         super().__init__(root=str(ROOT), env=vagrant_env(driver))
