@@ -74,9 +74,9 @@ def step(what: str, argv: list[str], timeout: float = STEP_TIMEOUT) -> None:
     print(f"  {what} …", flush=True)
     started = time.monotonic()
     try:
-        done = bounded_run(argv, timeout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    except subprocess.TimeoutExpired:
-        raise LabError(f"box build: {what} took over {timeout:.0f} s") from None
+        done = bounded_run(
+            argv, timeout, f"box build: {what}", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
     except FileNotFoundError:
         raise LabError(f"box build: {argv[0]} is not installed") from None
     if done.returncode != 0:

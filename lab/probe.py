@@ -323,20 +323,21 @@ class HangWatch:
                         hung.add(pid)
                         changed = True
             if hung:
-                if not self.unchanged(hung):
+                again = snapshot(hung)
+                if not self.unchanged(hung, again):
                     return None
                 return {
                     "stuck_seconds": round(min(idle[p] for p in hung), 3),
                     "outside_wait": slow,
-                    "processes": evidence(snapshot(hung)),
+                    "processes": evidence(again),
                 }
         return None
 
-    def unchanged(self, pids: set[int]) -> bool:
-        """Whether PIDS are still in the waits they were judged in. Judging takes a scan of
-        /proc, and a pipe writer or child that exits during it wakes its reader: without this
-        a reader about to get EOF was once called hung (slowlab's `compgen -u` subshell)."""
-        now = snapshot(pids)
+    def unchanged(self, pids: set[int], now: dict[int, list[dict]]) -> bool:
+        """Whether PIDS, snapshotted again as NOW, are still in the waits they were judged in.
+        Judging takes a scan of /proc, and a pipe writer or child that exits during it wakes
+        its reader: without this a reader about to get EOF was once called hung (slowlab's
+        `compgen -u` subshell)."""
         return set(now) == pids and all(
             self.last.get((pid, t["tid"])) == signature(t) for pid, states in now.items() for t in states
         )

@@ -84,20 +84,17 @@ class Target(abc.ABC):
 
     def run(self, argv: list[str], timeout: float = DEFAULT_TIMEOUT, stdin: str = "") -> Result:
         """Runs ARGV in the target; kills its whole process group past TIMEOUT."""
-        proc = subprocess.Popen(
+        done = bounded_run(
             self.wrap(argv),
+            timeout,
+            f"`{shlex.join(argv)}`",
+            input=stdin,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            start_new_session=True,
         )
-        try:
-            out, err = proc.communicate(stdin, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            kill_group(proc)
-            raise CommandTimeout(f"`{shlex.join(argv)}` did not finish within {timeout:g} s") from None
-        return Result(proc.returncode, out, err)
+        return Result(done.returncode, done.stdout, done.stderr)
 
     def probe(self, *args: str, timeout: float = 120.0) -> list[dict]:
         """Runs a probe command and returns its JSON lines."""
@@ -208,13 +205,19 @@ class Watcher:
         kill_group(self.proc)
 
 
-def bounded_run(argv: list[str], timeout: float, **kwargs: Any) -> subprocess.CompletedProcess:
+def bounded_run(
+    argv: list[str], timeout: float, what: str = "", input: str | bytes | None = None, **kwargs: Any
+) -> subprocess.CompletedProcess:
     """subprocess.run in its own process group, the whole group killed past TIMEOUT
-    (subprocess.run alone kills only the child: vagrant's ssh or debootstrap's dpkg live on)."""
+    (subprocess.run alone kills only the child: vagrant's ssh or debootstrap's dpkg live on),
+    and the bound reported as a CommandTimeout saying WHAT (by default the command) took too long."""
     proc = subprocess.Popen(argv, start_new_session=True, **kwargs)
     try:
-        out, err = proc.communicate(timeout=timeout)
-    except BaseException:  # the bound, or Ctrl-C: an orphaned `vagrant up` would hold its VM
+        out, err = proc.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        raise CommandTimeout(f"{what or f'`{shlex.join(argv)}`'} took over {timeout:g} s") from None
+    except BaseException:  # Ctrl-C: an orphaned `vagrant up` would hold its VM
         kill_group(proc)
         raise
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
@@ -262,16 +265,14 @@ class BoundedSshBackend(testinfra.backend.ssh.SshBackend):
 
     def run_local(self, command: str, *args: str) -> testinfra.backend.base.CommandResult:
         line = self.quote(command, *args)
-        try:
-            done = bounded_run(
-                ["/bin/sh", "-c", line],
-                self.bound,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-        except subprocess.TimeoutExpired:
-            raise CommandTimeout(f"testinfra over ssh: `{line[-120:]}` took over {self.bound:g} s") from None
+        done = bounded_run(
+            ["/bin/sh", "-c", line],
+            self.bound,
+            f"testinfra over ssh: `{line[-120:]}`",
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         if done.returncode == 255:  # ssh's own failure (testinfra would raise its whole result)
             why = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
             raise LabError(f"testinfra over ssh to {self.host.name} failed: {why[0]}")

@@ -111,19 +111,17 @@ class BoundedVagrant(python_vagrant.Vagrant):
         except RuntimeError:  # python-vagrant's "vagrant executable cannot be found"
             raise LabError("vagrant is not installed (`./nsslab.sh box` installs it)") from None
         shown = " ".join(argv[1:])
-        try:
-            done = bounded_run(
-                argv,
-                self.timeout,
-                cwd=self.root,
-                env=self.env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired:
-            raise CommandTimeout(f"`vagrant {shown}` took over {self.timeout:.0f} s") from None
+        done = bounded_run(
+            argv,
+            self.timeout,
+            f"`vagrant {shown}`",
+            cwd=self.root,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
         if done.returncode != 0:
             raise LabError(f"`vagrant {shown}` failed: {vagrant_error(done.stderr or done.stdout)}")
         return done.stdout

@@ -78,15 +78,18 @@ class Shell:
         watch = self.target.start_watch(self.pid, self.ctx.quick, self.ctx.slow, self.ctx.step_timeout)
         try:
             while time.monotonic() - started < self.ctx.step_timeout:
+                report = None
                 try:
                     shown = self.shows(rest, 0.05)
+                    if not shown:
+                        report = watch.poll()
+                        # an idle shell may have printed the completion just after the last look
+                        shown = bool(report) and report["outcome"] == "idle" and self.shows(rest, 1.0)
                 except pexpect.EOF:
                     return Attempt(
                         "crash", f"bash exited while completing ~{prefix}", time.monotonic() - started
                     )
-                report = None if shown else watch.poll()
-                # an idle shell may have printed the completion just after the last look
-                if shown or (report and report["outcome"] == "idle" and self.shows(rest, 1.0)):
+                if shown:
                     self.proc.send("\x15")  # Ctrl-U: clear the line for the next attempt
                     return Attempt(
                         "pass", f"completed ~{prefix} to ~{prefix}{rest}", time.monotonic() - started
