@@ -10,26 +10,10 @@ from pathlib import Path
 
 from lab import elf
 from lab.backends import close, get_target
-from lab.checks import GATES, ORDER, REGISTRY, Context, Outcome
+from lab.checks import GATES, ORDER, REGISTRY, Context
 from lab.errors import LabError
 from lab.module import Module, User, ensure_built, load
-
-SEVERITY = ["crash", "hang", "fail", "error", "warn", "pass", "skip"]
-OK = ("pass", "warn", "skip")  # a warning names a hazard; it does not fail the run
-
-
-@dataclass
-class CheckResult:
-    id: str
-    status: str
-    reason: str
-    seconds: float
-    details: dict = field(default_factory=dict)
-    evidence: dict | None = None  # hang or crash: cause, explanation, proving frames, raw evidence
-
-    @property
-    def cause(self) -> str | None:
-        return self.evidence["cause"] if self.evidence else None
+from lab.results import OK, CheckResult, worst
 
 
 @dataclass
@@ -47,8 +31,7 @@ class ModuleReport:
     def verdict(self) -> str:
         if self.error:
             return "error"
-        statuses = {c.status for c in self.checks}
-        return next((s for s in SEVERITY if s in statuses), "skip")
+        return worst(c.status for c in self.checks)
 
     @property
     def passed(self) -> bool:
@@ -151,18 +134,18 @@ def run_matrix(
 def run_check(check_id: str, ctx: Context, done: list[CheckResult]) -> CheckResult:
     for gate in done:
         if gate.id == "elf" and gate.details.get("blocker"):
-            return CheckResult(check_id, "skip", "glibc refuses this library (see elf)", 0.0)
+            return CheckResult("skip", "glibc refuses this library (see elf)", id=check_id)
         if gate.id == "load" and gate.status != "pass":
-            return CheckResult(check_id, "skip", f"module did not load ({gate.status})", 0.0)
+            return CheckResult("skip", f"module did not load ({gate.status})", id=check_id)
     started = time.monotonic()
     try:
-        outcome = REGISTRY[check_id](ctx)
+        result = REGISTRY[check_id](ctx)
     except LabError as e:
-        outcome = Outcome("error", str(e))
+        result = CheckResult("error", str(e))
     except Exception as e:  # a bug in the lab must not hide the other checks' verdicts
-        outcome = Outcome("error", f"internal error in the lab: {type(e).__name__}: {e}")
-    seconds = round(time.monotonic() - started, 3)
-    return CheckResult(check_id, outcome.status, outcome.reason, seconds, outcome.details, outcome.evidence)
+        result = CheckResult("error", f"internal error in the lab: {type(e).__name__}: {e}")
+    result.id, result.seconds = check_id, round(time.monotonic() - started, 3)
+    return result
 
 
 def discover(ctx: Context) -> None:

@@ -20,7 +20,7 @@ from lab.checks import (  # noqa: F401
     tab_completion,
     threads,
 )
-from lab.checks.base import REGISTRY, Context, Outcome
+from lab.checks.base import REGISTRY, CheckResult, Context
 
 ORDER = [
     "elf",
@@ -42,4 +42,4 @@ ORDER = [
 GATES = ("elf", "load")  # a module glibc would refuse, or that did not load, has nothing else to say
 assert set(ORDER) == set(REGISTRY), "every registered check has a place in ORDER"
 
-__all__ = ["GATES", "ORDER", "REGISTRY", "Context", "Outcome"]
+__all__ = ["GATES", "ORDER", "REGISTRY", "CheckResult", "Context"]

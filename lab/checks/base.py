@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from lab.backends.base import Target
@@ -11,21 +11,10 @@ from lab.elf import ENUMERATION, ElfInfo, lib_names
 from lab.forensics import Diagnosis, diagnose
 from lab.forensics.causes import signal_name
 from lab.module import Group, Module, User
+from lab.results import CheckResult
 
 UNKNOWN_NAME = "nsslab-no-such-entry"
 DIRECT_TIMEOUT = 90.0  # a step of direct entry-point calls (see Context.direct)
-
-
-@dataclass
-class Outcome:
-    status: str
-    reason: str
-    details: dict[str, Any] = field(default_factory=dict)
-    evidence: dict[str, Any] | None = None  # for a hang or crash: the diagnosis and what it rests on
-
-    @property
-    def cause(self) -> str | None:
-        return self.evidence["cause"] if self.evidence else None
 
 
 def forensic(diagnosis: Diagnosis | None, raw: dict | None, step: str | None = None) -> dict | None:
@@ -100,7 +89,7 @@ class Context:
             if db in self.module.databases and set(ENUMERATION[db]) <= present
         ]
 
-    def direct(self, test: str, what: str, **spec: Any) -> tuple[Any, Outcome | None]:
+    def direct(self, test: str, what: str, **spec: Any) -> tuple[Any, CheckResult | None]:
         """Runs entrypoints.py's TEST on the library in a fresh worker. Returns its
         observations, or the outcome when the worker hung, crashed or exited."""
         call = {"fn": f"nss:{test}", "library": self.target.module_path, "service": self.module.name, **spec}
@@ -113,7 +102,7 @@ class Context:
             return None, bad
         got = answers(result)
         if not got or not got[0].get("ok"):
-            return None, Outcome("error", f"{what}: {got[0].get('error') if got else 'no answer'}")
+            return None, CheckResult("error", f"{what}: {got[0].get('error') if got else 'no answer'}")
         return got[0]["value"], None
 
     def first_lookup(self) -> dict:
@@ -143,7 +132,7 @@ class Context:
         return calls
 
 
-Check = Callable[[Context], Outcome]
+Check = Callable[[Context], CheckResult]
 REGISTRY: dict[str, Check] = {}
 
 
@@ -190,7 +179,7 @@ def describe_hang(hang: dict) -> str:
     )
 
 
-def judge(result: dict, module: str, where: str = "") -> Outcome | None:
+def judge(result: dict, module: str, where: str = "") -> CheckResult | None:
     """The non-pass outcome of a probe step (hang, crash, error), or None if it returned.
     A hang or crash carries its diagnosis (lab.forensics) as evidence."""
     pending = in_progress(result)
@@ -203,9 +192,9 @@ def judge(result: dict, module: str, where: str = "") -> Outcome | None:
     evidence = forensic(diagnose(result, module), raw, result.get("id"))
     if result["outcome"] == "hang":
         reason = f"{prefix}{doing} never returned: {describe_hang(result['hang'])}"
-        return Outcome("hang", reason, details, evidence)
+        return CheckResult("hang", reason, details, evidence)
     if result["outcome"] == "timeout":
-        return Outcome(
+        return CheckResult(
             "hang",
             f"{prefix}{doing} gave no answer within {result['timeout']:g} s "
             "(threads were not provably stuck: slow or waiting outside)",
@@ -219,13 +208,13 @@ def judge(result: dict, module: str, where: str = "") -> Outcome | None:
             details["stderr"] = result.get("stderr", "")
             glibc = [line for line in details["stderr"].splitlines() if "glibc" in line.lower()]
             extra = f" ({glibc[-1].strip()})" if glibc else ""
-            return Outcome(
+            return CheckResult(
                 "crash", f"{prefix}{who} killed by {signal_name(-c)} during {doing}{extra}", details, evidence
             )
     if pending and result["outcome"] == "exited":
         details["stderr"] = result.get("stderr", "")
         said = (details["stderr"].strip().splitlines() or [""])[-1]
-        return Outcome(
+        return CheckResult(
             "crash",
             f"{prefix}process exited with status {code} inside {doing}"
             + (f" (it printed: {said.strip()})" if said else ""),
@@ -234,7 +223,7 @@ def judge(result: dict, module: str, where: str = "") -> Outcome | None:
         )
     if code != 0:
         last = (result.get("stderr", "").strip().splitlines() or ["no message"])[-1]
-        return Outcome("error", f"{prefix}probe failed: {last}", details)
+        return CheckResult("error", f"{prefix}probe failed: {last}", details)
     return None
 
 

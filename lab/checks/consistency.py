@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from lab.checks.base import Context, Outcome, check, differences, summary
+from lab.checks.base import CheckResult, Context, check, differences, summary
 
 
 @check("consistency")
-def consistency(ctx: Context) -> Outcome:
+def consistency(ctx: Context) -> CheckResult:
     """Every entry get*ent_r lists must equal what getpwnam_r/getpwuid_r (getgrnam_r,
     getgrgid_r, getspnam_r) return for its name and its id, field by field.
 
@@ -13,7 +13,7 @@ def consistency(ctx: Context) -> Outcome:
     a file shows the wrong owner, bash completes a home directory that login never uses."""
     dbs = ctx.enumerable()
     if not dbs:
-        return Outcome("skip", "no database with set/get/end*ent entry points to compare")
+        return CheckResult("skip", "no database with set/get/end*ent entry points to compare")
     value, bad = ctx.direct("consistency", "listing against point lookups", databases=dbs, limit=100_000)
     if bad:
         return bad
@@ -31,6 +31,6 @@ def consistency(ctx: Context) -> Outcome:
                 )
     details = {"compared": value}
     if problems:
-        return Outcome("fail", summary(problems), details)
+        return CheckResult("fail", summary(problems), details)
     counts = ", ".join(f"{value[db]['entries']} {db}" for db in dbs)
-    return Outcome("pass", f"{counts} entries: listing equals lookup by name and by id", details)
+    return CheckResult("pass", f"{counts} entries: listing equals lookup by name and by id", details)

@@ -2,14 +2,14 @@ from __future__ import annotations
 
 from collections import Counter
 
-from lab.checks.base import Context, Outcome, check, summary
+from lab.checks.base import CheckResult, Context, check, summary
 from lab.elf import ENUMERATION
 
 ENOENT, ERANGE, UNTOUCHED = 2, 34, 0x7A7A
 
 
 @check("enumeration")
-def enumeration(ctx: Context) -> Outcome:
+def enumeration(ctx: Context) -> CheckResult:
     """Drives set*ent/get*ent_r/end*ent directly: the listing must hold exactly the
     manifest's entries, once each, and end with NOTFOUND/ENOENT; a second set*ent must
     rewind; a tiny buffer grown on ERANGE must give the same listing (the entry is
@@ -23,7 +23,7 @@ def enumeration(ctx: Context) -> Outcome:
     a caller that skipped setpwent."""
     dbs = ctx.enumerable()
     if not dbs:
-        return Outcome(
+        return CheckResult(
             "skip",
             "no database with set/get/end*ent entry points"
             + ("" if ctx.module.enumerable else " (manifest: enumerable = false)"),
@@ -36,14 +36,14 @@ def enumeration(ctx: Context) -> Outcome:
     worst = bad or crashed
     if worst:
         extra = [crashed.reason] if bad and crashed else []
-        return Outcome(
+        return CheckResult(
             worst.status, summary([worst.reason, *extra, *problems]), worst.details, worst.evidence
         )
     details = {"listings": value}
     if problems:
-        return Outcome("fail", summary(problems), details)
+        return CheckResult("fail", summary(problems), details)
     counts = ", ".join(f"{db} {len(value[db]['plain']['names'])}" for db in dbs)
-    return Outcome(
+    return CheckResult(
         "pass",
         f"listed exactly the manifest ({counts}); rewinds; ERANGE retries keep the entry; "
         "passwd/group interleaved end; get*ent_r without set*ent is harmless",

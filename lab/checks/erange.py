@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from lab.checks.base import Context, Outcome, check, differences, summary
+from lab.checks.base import CheckResult, Context, check, differences, summary
 
 BUDGET = 10.0  # seconds for the whole sweep; slow modules get sampled sizes, not a timeout
 CONSEQUENCE = {
@@ -11,7 +11,7 @@ CONSEQUENCE = {
 
 
 @check("erange")
-def erange(ctx: Context) -> Outcome:
+def erange(ctx: Context) -> CheckResult:
     """Calls every point-lookup entry point (getpwnam_r, getpwuid_r, getgrnam_r,
     getgrgid_r, getspnam_r) for each manifest entry, and get*ent_r on the biggest entry of
     each listing, with every buffer size from 0 up to what the answer needs and guard
@@ -24,7 +24,7 @@ def erange(ctx: Context) -> Outcome:
     small buffer, so users with long group lists or gecos fields vanish."""
     queries, listings = ctx.queries(), ctx.enumerable()
     if not queries and not listings:
-        return Outcome("skip", "no manifest entries to look up and nothing to enumerate")
+        return CheckResult("skip", "no manifest entries to look up and nothing to enumerate")
     value, bad = ctx.direct("erange", "buffer-size sweep", queries=queries, listings=listings, budget=BUDGET)
     if bad:
         return bad
@@ -37,9 +37,9 @@ def erange(ctx: Context) -> Outcome:
             problems.append(describe(q["query"], kind, seen))
     details = {"queries": value["queries"], "problems": problems}
     if problems:
-        return Outcome("fail", summary(problems), details)
+        return CheckResult("fail", summary(problems), details)
     sampled = f"; {cut} sweep(s) sampled, the module is slow" if cut else ""
-    return Outcome(
+    return CheckResult(
         "pass",
         f"{len(value['queries'])} sweeps, {tried} buffer sizes in all: "
         f"exact answer or TRYAGAIN/ERANGE, guard bytes intact{sampled}",

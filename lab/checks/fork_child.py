@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-from lab.checks.base import Context, Outcome, answers, check, judge, label, wrong_answer
+from lab.checks.base import CheckResult, Context, answers, check, judge, label, wrong_answer
 
 FORKS = 5  # children per entry point after use: the freeze is a race, one child may win it
 
 
 @check("fork-child")
-def fork_child(ctx: Context) -> Outcome:
+def fork_child(ctx: Context) -> CheckResult:
     """A process that already used the module forks, and the child calls each entry
     point (getpwnam, getpwuid, set/get/endpwent, getgrnam, getgrgid, initgroups); also a
     child whose parent never used it. Every child must answer within the bound; after
@@ -41,7 +41,7 @@ def fork_child(ctx: Context) -> Outcome:
     if bad:
         worst = next((b for b in bad if b.status == "crash"), bad[0])
         fresh_ok = sum(1 for s in ok if s.startswith("fresh"))
-        return Outcome(
+        return CheckResult(
             worst.status,
             f"{len(bad)} of {len(results)} entry-point steps failed; first: "
             f"{worst.reason}; {fresh_ok} children of a parent that never used the "
@@ -50,8 +50,8 @@ def fork_child(ctx: Context) -> Outcome:
             worst.evidence,
         )
     if wrong:
-        return Outcome("fail", f"wrong answer in a forked child: {wrong[0]}", details)
-    return Outcome(
+        return CheckResult("fail", f"wrong answer in a forked child: {wrong[0]}", details)
+    return CheckResult(
         "pass",
         f"{children} forked children ({FORKS} per entry point after use, 1 fresh) answered every entry point",
         details,

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from lab.checks.base import Context, Outcome, answers, check, judge, wrong_answer
+from lab.checks.base import CheckResult, Context, answers, check, judge, wrong_answer
 
 
 @check("go-runtime")
-def go_runtime(ctx: Context) -> Outcome:
+def go_runtime(ctx: Context) -> CheckResult:
     """A Go (-buildmode=c-shared) module starts its runtime once, when it is loaded
     (`_rt0_amd64_lib` runs as a constructor), and answers in a fresh process.
 
@@ -13,7 +13,7 @@ def go_runtime(ctx: Context) -> Outcome:
     here (no answer, a crash, or a second runtime) means the module is broken even
     before any fork."""
     if not ctx.elf.is_go:
-        return Outcome("skip", "not a Go library (no .go.buildinfo, no crosscall2)")
+        return CheckResult("skip", "not a Go library (no .go.buildinfo, no crosscall2)")
     lookup = ctx.first_lookup()
     calls = [{"fn": "threads"}, lookup, {"fn": "threads"}, lookup, {"fn": "threads"}, {"fn": "mapped"}]
     result = ctx.target.scenario([ctx.step("go-runtime", calls)])[0]
@@ -28,17 +28,17 @@ def go_runtime(ctx: Context) -> Outcome:
     for answer in (got[1], got[3]):
         problem = wrong_answer(ctx.module, answer)
         if problem:
-            return Outcome("fail", f"in a fresh process, {problem}", details)
+            return CheckResult("fail", f"in a fresh process, {problem}", details)
     if len(mapped) != 1:
-        return Outcome("fail", f"library mapped {len(mapped)} times, expected once", details)
+        return CheckResult("fail", f"library mapped {len(mapped)} times, expected once", details)
     if after <= before:
-        return Outcome(
+        return CheckResult(
             "fail",
             f"{version} runtime started no threads at load ({before} → {after}); "
             "this is not a working c-shared runtime",
             details,
         )
-    return Outcome(
+    return CheckResult(
         "pass",
         f"{version} runtime started at load ({before} → {after} threads), "
         f"a second lookup reused it ({again} threads)",

@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from collections import Counter
 
-from lab.checks.base import Context, Outcome, check, summary
+from lab.checks.base import CheckResult, Context, check, summary
 
 BIG_GROUP = 200  # STNS crashed on a 137-member group; a directory's "all staff" has thousands
 
 
 @check("initgroups")
-def initgroups(ctx: Context) -> Outcome:
+def initgroups(ctx: Context) -> CheckResult:
     """Calls initgroups_dyn for every manifest user twice: with a one-slot array that it
     must grow (realloc *groupsp, raise *size; malloc_usable_size afterwards must cover
     *size) and with a roomy one. Both must return exactly the user's memberships
@@ -19,9 +19,9 @@ def initgroups(ctx: Context) -> Outcome:
     memberships in big groups (STNS crashed on a 137-member group), or lists a gid twice."""
     m = ctx.module
     if "initgroups_dyn" not in ctx.elf.entry_points(m.name):
-        return Outcome("skip", "no initgroups_dyn: glibc walks the whole group database instead")
+        return CheckResult("skip", "no initgroups_dyn: glibc walks the whole group database instead")
     if not m.users:
-        return Outcome("skip", "no manifest users to ask for")
+        return CheckResult("skip", "no manifest users to ask for")
     users = [[u.name, u.gid] for u in m.users]
     value, bad = ctx.direct("initgroups", "initgroups_dyn", users=users)
     if bad:
@@ -33,14 +33,14 @@ def initgroups(ctx: Context) -> Outcome:
             problems += judge_call(user.name, slots, answer[variant], want, user.gid)
     details = {"answers": value["users"]}
     if problems:
-        return Outcome("fail", summary(problems), details)
+        return CheckResult("fail", summary(problems), details)
     big = max(m.groups, key=lambda g: len(g.members), default=None)
     if big and len(big.members) >= BIG_GROUP:
         covered = f"incl. {big.name} with {len(big.members)} members"
     else:
         covered = f"the manifest has no group with >= {BIG_GROUP} members, so big groups were not exercised"
     grown = sum(1 for a in value["users"] if a["size1"]["grown"])
-    return Outcome(
+    return CheckResult(
         "pass",
         f"{len(users)} users: memberships as declared ({covered}); "
         f"the 1-slot array was grown correctly {grown} time(s)",

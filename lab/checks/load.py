@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from lab.checks.base import Context, Outcome, answers, check, judge, label
+from lab.checks.base import CheckResult, Context, answers, check, judge, label
 
 
 @check("load")
-def load(ctx: Context) -> Outcome:
+def load(ctx: Context) -> CheckResult:
     """The module loads in a fresh process and its first lookup returns.
 
     glibc swallows a failed dlopen (an unresolved symbol, a Go library's STATIC_TLS
@@ -24,8 +24,8 @@ def load(ctx: Context) -> Outcome:
         library = f"libnss_{name}.so.2"
         why = answers(ctx.target.scenario([ctx.step("dlopen", [{"fn": "dlopen", "arg": library}])])[0])
         error = why[0].get("value") if why else "unknown"
-        return Outcome("fail", f"glibc did not load the module: {error}", {"dlopen": error})
-    return Outcome(
+        return CheckResult("fail", f"glibc did not load the module: {error}", {"dlopen": error})
+    return CheckResult(
         "pass",
         f"loaded by {label(first)} in {got[0]['seconds']:.3f} s; {got[2]['value']} thread(s) after load",
         {"mapped": mapped},

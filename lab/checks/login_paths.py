@@ -3,7 +3,7 @@ from __future__ import annotations
 import shlex
 import time
 
-from lab.checks.base import Context, Outcome, check, describe_hang, forensic, summary
+from lab.checks.base import CheckResult, Context, check, describe_hang, forensic, summary
 from lab.checks.tab_completion import RCFILE, TABS, Attempt, Shell, ShellDidNotStart, login_env, unique_prefix
 from lab.forensics import diagnose_hang
 from lab.probe import GDB_TIMEOUT
@@ -12,7 +12,7 @@ KILLED = 137  # `timeout -s KILL` in the target: the command was still running a
 
 
 @check("login-paths")
-def login_paths(ctx: Context) -> Outcome:
+def login_paths(ctx: Context) -> CheckResult:
     """On a whole system (VM targets): a real `ssh USER@localhost` through sshd, which
     forks per connection and resolves the user on the way, then `ls ~<prefix><TAB>` in
     that login shell; `su - USER -c id` and `sudo -u USER id` after root has already
@@ -25,7 +25,7 @@ def login_paths(ctx: Context) -> Outcome:
     by PAM before fork)."""
     target, m = ctx.target, ctx.module
     if not target.full_system:
-        return Outcome(
+        return CheckResult(
             "skip", "needs a whole system (sshd, PAM, systemd): run with --target vagrant:PLATFORM"
         )
     names = target.local_users() | {u.name for u in m.users}
@@ -33,7 +33,7 @@ def login_paths(ctx: Context) -> Outcome:
         (u for u in m.users if u.uid > 0 and u.home.startswith("/") and unique_prefix(u.name, names)), None
     )
     if user is None:
-        return Outcome("skip", "no module user with a home directory to log in as")
+        return CheckResult("skip", "no module user with a home directory to log in as")
     bound = int(ctx.step_timeout)
     name = shlex.quote(user.name)
     results: dict[str, tuple[str, str, dict | None]] = {}
@@ -53,8 +53,8 @@ def login_paths(ctx: Context) -> Outcome:
     if bad:
         worst = next((b for b in bad if b[1] in ("hang", "crash")), bad[0])
         evidence = next((e for *_, e in bad if e), None)
-        return Outcome(worst[1], summary([f"{p}: {t}" for p, _, t, _ in bad]), details, evidence)
-    return Outcome("pass", "; ".join(f"{p}: {t}" for p, (_, t, _) in results.items()), details)
+        return CheckResult(worst[1], summary([f"{p}: {t}" for p, _, t, _ in bad]), details, evidence)
+    return CheckResult("pass", "; ".join(f"{p}: {t}" for p, (_, t, _) in results.items()), details)
 
 
 def judge_command(rc: int, out: str, err: str, uid: int, bound: int) -> tuple[str, str]:

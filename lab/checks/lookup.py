@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from lab.checks.base import Context, Outcome, check
+from lab.checks.base import CheckResult, Context, check
 from lab.errors import CommandTimeout
 
 
 @check("lookup")
-def lookup(ctx: Context) -> Outcome:
+def lookup(ctx: Context) -> CheckResult:
     """`id`, `getent passwd/group` by name and by id, enumeration and initgroups answer
     what the manifest declares, through glibc as every program sees it.
 
@@ -14,7 +14,7 @@ def lookup(ctx: Context) -> Outcome:
     enumeration (`getent passwd`, compgen -u, bash's ~user completion)."""
     m = ctx.module
     if not m.has_expectations:
-        return Outcome("skip", "no manifest users/groups to compare with (bare library)")
+        return CheckResult("skip", "no manifest users/groups to compare with (bare library)")
     host = ctx.target.host
     wrong: list[str] = []
 
@@ -52,14 +52,14 @@ def lookup(ctx: Context) -> Outcome:
                 if missing:
                     wrong.append(f"`getent {db}` (enumeration) misses {missing}")
     except CommandTimeout as e:
-        return Outcome("hang", f"{e} (the lookup hangs in a plain process, not only after fork)")
+        return CheckResult("hang", f"{e} (the lookup hangs in a plain process, not only after fork)")
     if wrong:
-        return Outcome(
+        return CheckResult(
             "fail",
             f"{wrong[0]}" + (f" (+{len(wrong) - 1} more)" if len(wrong) > 1 else ""),
             {"mismatches": wrong},
         )
-    return Outcome(
+    return CheckResult(
         "pass",
         f"{len(m.users)} users and {len(m.groups)} groups answer as declared "
         "(by name, by id, enumerated, initgroups)",

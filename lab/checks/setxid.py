@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from lab.checks.base import Context, Outcome, answers, check, judge
+from lab.checks.base import CheckResult, Context, answers, check, judge
 
 # How login paths give up root once they have resolved the user through the module.
 ORDERS = {
@@ -11,7 +11,7 @@ ORDERS = {
 
 
 @check("setxid")
-def setxid(ctx: Context) -> Outcome:
+def setxid(ctx: Context) -> CheckResult:
     """A process resolves a user through the module, then drops privileges as login
     paths do; it must not abort.
 
@@ -45,7 +45,7 @@ def setxid(ctx: Context) -> Outcome:
         if outcome is None:
             drop = next((a for a in answers(result) if a["fn"] == "drop"), None)
             if drop is None or not drop.get("ok"):
-                outcome = Outcome("fail", f"{order} order: {drop.get('error') if drop else 'no drop'}")
+                outcome = CheckResult("fail", f"{order} order: {drop.get('error') if drop else 'no drop'}")
         if outcome:
             failures.append(outcome)
         else:
@@ -54,5 +54,5 @@ def setxid(ctx: Context) -> Outcome:
     if failures:
         worst = next((f for f in failures if f.status == "crash"), failures[0])
         reason = worst.reason + (f"; {notes[0]}" if notes else "")
-        return Outcome(worst.status, reason, details, worst.evidence)
-    return Outcome("pass", "; ".join(notes), details)
+        return CheckResult(worst.status, reason, details, worst.evidence)
+    return CheckResult("pass", "; ".join(notes), details)

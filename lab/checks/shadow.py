@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from lab.checks.base import Context, Outcome, check, summary
+from lab.checks.base import CheckResult, Context, check, summary
 from lab.errors import CommandTimeout
 from lab.module import Shadow
 
@@ -14,7 +14,7 @@ MEANING = {
 
 
 @check("shadow")
-def shadow(ctx: Context) -> Outcome:
+def shadow(ctx: Context) -> CheckResult:
     """`getent shadow NAME` for every [[shadow]] entry of the manifest, through glibc as
     pam_unix and su see it, compared field by field; `getent shadow` lists them all; and
     every module user whose password field is "x" must have a shadow entry somewhere.
@@ -30,7 +30,7 @@ def shadow(ctx: Context) -> Outcome:
     host = ctx.target.host
     declared = "shadow" in m.databases and bool(m.shadow)
     if not declared and not m.users:
-        return Outcome("skip", "no module users and no [[shadow]] entries to ask for")
+        return CheckResult("skip", "no module users and no [[shadow]] entries to ask for")
     problems: list[str] = []
     try:
         problems += unshadowed(host, [u.name for u in m.users])
@@ -46,12 +46,16 @@ def shadow(ctx: Context) -> Outcome:
             if missing:
                 problems.append(f"`getent shadow` (listing) misses {missing}")
     except CommandTimeout as e:
-        return Outcome("hang", str(e))
+        return CheckResult("hang", str(e))
     if problems:
-        return Outcome("fail", summary(problems), {"mismatches": problems})
+        return CheckResult("fail", summary(problems), {"mismatches": problems})
     if declared:
-        return Outcome("pass", f"{len(m.shadow)} shadow entries answer as declared, by name and in listing")
-    return Outcome("pass", f"no [[shadow]] entries; the password fields of {len(m.users)} users need none")
+        return CheckResult(
+            "pass", f"{len(m.shadow)} shadow entries answer as declared, by name and in listing"
+        )
+    return CheckResult(
+        "pass", f"no [[shadow]] entries; the password fields of {len(m.users)} users need none"
+    )
 
 
 def unshadowed(host, names: list[str]) -> list[str]:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lab.checks.base import Context, Outcome, answers, check
+from lab.checks.base import CheckResult, Context, answers, check
 from lab.elf import ENUMERATION, LOOKUPS, MACHINES, ElfInfo, version_key
 
 # glibc keeps this much static TLS for libraries dlopen'ed after start-up that need it
@@ -114,7 +114,7 @@ def findings(
 
 
 @check("elf")
-def elf(ctx: Context) -> Outcome:
+def elf(ctx: Context) -> CheckResult:
     """Reads the library's ELF headers (pyelftools) against the target: machine, entry
     points per database, the newest GLIBC_ symbol version it needs, DT_NEEDED libraries,
     executable stack, STATIC_TLS, Go runtime. When something there makes glibc refuse the
@@ -138,7 +138,7 @@ def elf(ctx: Context) -> Outcome:
     warnings = [f.text for f in found if f.severity == "warn"]
     if blockers and not any(f.refused_load for f in found if f.severity == "blocker"):
         details["blocker"] = True
-        return Outcome("fail", "; ".join(blockers + failures), details)
+        return CheckResult("fail", "; ".join(blockers + failures), details)
     if blockers:
         result = ctx.target.scenario([ctx.step("dlopen", [{"fn": "dlopen", "arg": ctx.target.module_path}])])[
             0
@@ -151,13 +151,13 @@ def elf(ctx: Context) -> Outcome:
         )
         details["dlopen"] = said
         details["blocker"] = True
-        return Outcome("fail", f"{'; '.join(blockers + failures)} — {confirmed}", details)
+        return CheckResult("fail", f"{'; '.join(blockers + failures)} — {confirmed}", details)
     if failures:
-        return Outcome("fail", "; ".join(failures), details)
+        return CheckResult("fail", "; ".join(failures), details)
     if warnings:
-        return Outcome("warn", "; ".join(warnings), details)
+        return CheckResult("warn", "; ".join(warnings), details)
     served = ", ".join(db for db in m.databases)
-    return Outcome(
+    return CheckResult(
         "pass",
         f"{info.machine} shared object, entry points for {served}, "
         f"needs {info.newest_glibc or 'no GLIBC version'} (target {target.get('glibc')}), "

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from lab.checks.base import UNKNOWN_NAME, Context, Outcome, check, summary
+from lab.checks.base import UNKNOWN_NAME, CheckResult, Context, check, summary
 
 UNKNOWN_ID = 4242424
 ENOENT, UNTOUCHED = 2, 0x7A7A  # entrypoints.ERRNO_SENTINEL: the module left errno alone
 
 
 @check("status-codes")
-def status_codes(ctx: Context) -> Outcome:
+def status_codes(ctx: Context) -> CheckResult:
     """Looks up a name, a uid and a gid that do not exist through each point-lookup entry
     point: the answer must be NSS_STATUS_NOTFOUND with errno ENOENT (or 0, or untouched).
 
@@ -28,7 +28,7 @@ def status_codes(ctx: Context) -> Outcome:
         if db in ctx.module.databases and fn in present
     ]
     if not queries:
-        return Outcome("skip", "no point-lookup entry point to ask")
+        return CheckResult("skip", "no point-lookup entry point to ask")
     value, bad = ctx.direct("unknown", "lookup of unknown keys", queries=queries)
     if bad:
         return bad
@@ -42,5 +42,5 @@ def status_codes(ctx: Context) -> Outcome:
             problems.append(f"{a['query']} returned NOTFOUND with errno {a['errno']}, not ENOENT or 0")
     details = {"answers": value["answers"]}
     if problems:
-        return Outcome("fail", summary(problems), details)
-    return Outcome("pass", f"{len(queries)} unknown keys: NOTFOUND with errno ENOENT/0", details)
+        return CheckResult("fail", summary(problems), details)
+    return CheckResult("pass", f"{len(queries)} unknown keys: NOTFOUND with errno ENOENT/0", details)

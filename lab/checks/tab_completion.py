@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pexpect
 
-from lab.checks.base import Context, Outcome, check, describe_hang, forensic
+from lab.checks.base import CheckResult, Context, check, describe_hang, forensic
 from lab.forensics import diagnose_hang
 
 BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
@@ -151,7 +151,7 @@ def unique_prefix(name: str, others: set[str]) -> str | None:
 
 
 @check("tab-completion")
-def tab_completion(ctx: Context) -> Outcome:
+def tab_completion(ctx: Context) -> CheckResult:
     """`ls ~<prefix><TAB>` in a real interactive bash with bash-completion completes.
 
     As a module-served user (bash loaded the module for its own user at start-up, so
@@ -161,11 +161,11 @@ def tab_completion(ctx: Context) -> Outcome:
     This is how the STNS freeze was seen by its users: the shell stopped answering."""
     target, m = ctx.target, ctx.module
     if target.run(["test", "-r", BASH_COMPLETION]).rc != 0 or target.run(["test", "-x", "/bin/bash"]).rc:
-        return Outcome("skip", f"bash or {BASH_COMPLETION} is not installed in the target")
+        return CheckResult("skip", f"bash or {BASH_COMPLETION} is not installed in the target")
     names = target.local_users() | {u.name for u in m.users}
     user = next((u for u in m.users if unique_prefix(u.name, names) and u.uid > 0), None)
     if user is None:
-        return Outcome("skip", "no module user whose name has a unique completion prefix")
+        return CheckResult("skip", "no module user whose name has a unique completion prefix")
     prefix = unique_prefix(user.name, names)
     assert prefix
     rest = user.name[len(prefix) :]
@@ -219,5 +219,5 @@ def tab_completion(ctx: Context) -> Outcome:
     if failed:
         who, worst = next(((w, a) for w, a in failed if a.status == "hang"), failed[0])
         evidence = worst.diagnosed(m.name, f"{who}: ls ~{prefix}<TAB>")
-        return Outcome(worst.status, f"as {who}, {worst.text} [{summary}]", details, evidence)
-    return Outcome("pass", f"`ls ~{prefix}<TAB>` completed [{summary}]", details)
+        return CheckResult(worst.status, f"as {who}, {worst.text} [{summary}]", details, evidence)
+    return CheckResult("pass", f"`ls ~{prefix}<TAB>` completed [{summary}]", details)

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from lab.checks.base import Context, Outcome, check, differences, summary
+from lab.checks.base import CheckResult, Context, check, differences, summary
 
 THREADS = 8
 SECONDS = 2.0
 
 
 @check("threads")
-def threads(ctx: Context) -> Outcome:
+def threads(ctx: Context) -> CheckResult:
     """Eight threads call the point-lookup entry points at once, mixed, for two seconds;
     every answer must equal the single-threaded one.
 
@@ -17,7 +17,7 @@ def threads(ctx: Context) -> Outcome:
     user's home or groups, now and then, in production."""
     queries = ctx.queries()
     if not queries:
-        return Outcome("skip", "no manifest entries to look up")
+        return CheckResult("skip", "no manifest entries to look up")
     value, bad = ctx.direct(
         "threads", f"{THREADS} threads of lookups", queries=queries, threads=THREADS, seconds=SECONDS
     )
@@ -28,17 +28,17 @@ def threads(ctx: Context) -> Outcome:
         examples = [
             f"{e['query']} gave {e['status']}: {differences(e['got'], e['want'])}" for e in value["examples"]
         ]
-        return Outcome(
+        return CheckResult(
             "fail",
             f"{value['wrong']} of {value['calls']} concurrent lookups in {value['threads']} threads "
             f"answered wrong (not thread-safe): {summary(examples, 2)}",
             details,
         )
     if value["stuck"]:
-        return Outcome(
+        return CheckResult(
             "hang", f"{value['stuck']} of {value['threads']} lookup threads never returned", details
         )
-    return Outcome(
+    return CheckResult(
         "pass",
         f"{value['calls']} lookups in {value['threads']} threads over {SECONDS:g} s, every answer right",
         details,

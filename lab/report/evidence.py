@@ -6,17 +6,20 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from lab.runner import CheckResult, ModuleReport
+from lab.results import CheckResult
+from lab.runner import ModuleReport
 
 
 def write_evidence(report: ModuleReport, directory: Path) -> list[Path]:
-    """Writes DIRECTORY/<module>/<check>.txt for each check with evidence (a VM's under
-    DIRECTORY/<module>/<target>/, so a matrix run keeps every platform's); records the path."""
+    """Writes DIRECTORY/<module>/<check>.txt for each check with evidence, and each
+    finding's reproducer scripts beside it (a VM's under DIRECTORY/<module>/<target>/, so a
+    matrix run keeps every platform's); records the paths in the results."""
     written = []
     where = directory / safe(report.name)
     if report.target != "sandbox":
         where /= safe(report.target)
     for c in report.checks:
+        written += write_scripts(c, where)
         if not c.evidence:
             continue
         path = where / f"{safe(c.id)}.txt"
@@ -25,6 +28,20 @@ def write_evidence(report: ModuleReport, directory: Path) -> list[Path]:
         c.evidence["file"] = str(path)
         written.append(path)
     return written
+
+
+def write_scripts(c: CheckResult, where: Path) -> list[Path]:
+    """A reproducer a maintainer runs without the lab. `{name}` in the result's reproduce
+    line becomes the written path; with no line, it is `python3 PATH`."""
+    paths = []
+    for name, text in c.scripts.items():
+        path = where / f"{safe(c.id)}-{safe(name)}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        path.chmod(0o755)
+        paths.append(path)
+        c.reproduce = c.reproduce.replace(f"{{{name}}}", str(path)) if c.reproduce else f"python3 {path}"
+    return paths
 
 
 def safe(name: str) -> str:

@@ -21,18 +21,7 @@ def as_dict(reports: list[ModuleReport]) -> dict:
                 "started": datetime.fromtimestamp(r.started, UTC).isoformat(timespec="milliseconds"),
                 "seconds": round(r.seconds, 3),
                 "error": r.error,
-                "checks": [
-                    {
-                        "id": c.id,
-                        "status": c.status,
-                        "reason": c.reason,
-                        "seconds": c.seconds,
-                        "cause": c.cause,
-                        "evidence": c.evidence,
-                        "details": c.details,
-                    }
-                    for c in r.checks
-                ],
+                "checks": [c.as_dict() for c in r.checks],
             }
             for r in reports
         ]
@@ -58,11 +47,14 @@ def write_junit(reports: list[ModuleReport], path: Path) -> None:
             if c.status == "skip":
                 ET.SubElement(case, "skipped", message=c.reason)
             elif c.status == "warn":  # passes, but says so where CI shows it
-                ET.SubElement(case, "system-out").text = f"warning: {c.reason}"
+                ET.SubElement(case, "system-out").text = "\n".join([f"warning: {c.reason}", *c.claims()])
             elif c.status != "pass":
                 failure = ET.SubElement(case, "failure", type=c.status, message=c.reason)
+                lines = c.claims()
                 if c.evidence:
-                    failure.text = f"cause: {c.cause}: {c.evidence['explanation']}\n" + "\n".join(
-                        c.evidence.get("frames") or []
-                    )
+                    lines += [
+                        f"cause: {c.cause}: {c.evidence['explanation']}",
+                        *(c.evidence.get("frames") or []),
+                    ]
+                failure.text = "\n".join(lines)
     ET.ElementTree(suites).write(path, encoding="unicode", xml_declaration=True)

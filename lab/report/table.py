@@ -20,6 +20,9 @@ def render(report: ModuleReport) -> str:
         wrapped = textwrap.wrap(c.reason, width - len(indent)) or [""]
         lines.append(f"  {c.id:<15} {c.status:<6} {c.seconds:>6.2f}s  {wrapped[0]}")
         lines += [indent + w for w in wrapped[1:]]
+        if c.status in ("warn", "fail", "hang", "crash"):
+            for line in c.claims():
+                lines += [indent + w for w in textwrap.wrap(line, width - len(indent))]
         if c.evidence:
             cause = f"cause: {c.cause} — {c.evidence['explanation']}"
             lines += [indent + w for w in textwrap.wrap(cause, width - len(indent))]

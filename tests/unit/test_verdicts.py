@@ -10,7 +10,8 @@ from lab.checks.base import describe_hang, judge, wrong_answer
 from lab.module import Group, Module, User
 from lab.report.machine import as_dict, write_junit
 from lab.report.table import render
-from lab.runner import CheckResult, ModuleReport
+from lab.results import CheckResult
+from lab.runner import ModuleReport
 
 # Recorded from golab: a forked child of a process that had loaded the module.
 GO_CHILD_HANG = {
@@ -131,9 +132,9 @@ def test_answers_are_compared_with_the_manifest():
 def report() -> ModuleReport:
     r = ModuleReport(name="golab", library="/x/libnss_golab.so.2", target="sandbox", seconds=6.3)
     r.checks = [
-        CheckResult("load", "pass", "loaded", 0.1),
-        CheckResult("go-runtime", "skip", "not Go", 0.0),
-        CheckResult("fork-child", "hang", "child hung", 3.3, {"steps": {}}),
+        CheckResult("pass", "loaded", id="load", seconds=0.1),
+        CheckResult("skip", "not Go", id="go-runtime"),
+        CheckResult("hang", "child hung", {"steps": {}}, id="fork-child", seconds=3.3),
     ]
     return r
 

@@ -1,0 +1,89 @@
+"""The one result type every reader uses: the table, JSON, JUnit, evidence files (and the
+pytest plugin and HTML report to come). A check returns a CheckResult; the runner adds its
+id and time. Statuses and their order live here and nowhere else."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+# Worst first: a module's verdict is the worst status among its checks.
+SEVERITY = ("crash", "hang", "fail", "error", "warn", "pass", "skip")
+STATUSES = ("pass", "warn", "fail", "hang", "crash", "error", "skip")
+OK = ("pass", "warn", "skip")  # a warning names a deviation no real caller meets; it does not fail the run
+# What a status claims, for readers that sort by consequence rather than by kind.
+IMPACT_CLASS = {
+    "crash": "breaks-caller",
+    "hang": "breaks-caller",
+    "fail": "breaks-caller",
+    "warn": "contract",
+    "error": "lab",
+    "pass": "none",
+    "skip": "none",
+}
+
+
+def worst(statuses: Iterable[str], default: str = "skip") -> str:
+    seen = set(statuses)
+    return next((s for s in SEVERITY if s in seen), default)
+
+
+@dataclass
+class CheckResult:
+    """A check's verdict. Every warn or fail names, besides its reason (which carries the
+    figure it rests on):
+    - impact: who breaks and how, one line (for a warn: why no real caller does);
+    - reproduce: a command a maintainer runs without the lab, or the name of a script in
+      `scripts` that the report writes next to the evidence;
+    - control: what was run to rule out the other explanation (e.g. the same call in one thread)."""
+
+    status: str
+    reason: str
+    details: dict[str, Any] = field(default_factory=dict)
+    evidence: dict[str, Any] | None = None  # hang or crash: cause, explanation, proving frames, raw
+    impact: str | None = None
+    reproduce: str | None = None
+    control: str | None = None
+    scripts: dict[str, str] = field(default_factory=dict)  # file name -> self-contained program text
+    id: str = ""
+    seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        assert self.status in STATUSES, self.status
+
+    @property
+    def cause(self) -> str | None:
+        return self.evidence["cause"] if self.evidence else None
+
+    @property
+    def severity(self) -> str:
+        return IMPACT_CLASS[self.status]
+
+    def claims(self) -> list[str]:
+        """What a finding rests on, as every report prints it."""
+        return [
+            f"{label}: {value}"
+            for label, value in (
+                ("impact", self.impact),
+                ("control", self.control),
+                ("reproduce", self.reproduce),
+            )
+            if value
+        ]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The documented JSON keys (id … details), then the ones added with the result model."""
+        return {
+            "id": self.id,
+            "status": self.status,
+            "reason": self.reason,
+            "seconds": self.seconds,
+            "cause": self.cause,
+            "evidence": self.evidence,
+            "details": self.details,
+            "severity": self.severity,
+            "impact": self.impact,
+            "reproduce": self.reproduce,
+            "control": self.control,
+        }
