@@ -49,6 +49,19 @@ class Shadow:
     expire: int = -1
 
 
+READY_KINDS = ("socket", "command", "tcp")
+
+
+@dataclass(frozen=True)
+class Service:
+    """A daemon the module talks to (sssd for libnss_sss), started in the target before the checks."""
+
+    name: str
+    command: tuple[str, ...]
+    ready: tuple[str, object]  # ("socket", path) | ("command", argv) | ("tcp", port)
+    timeout: float = 20.0
+
+
 @dataclass
 class Module:
     name: str
@@ -67,6 +80,12 @@ class Module:
     # True when users/groups were found by enumerating a bare library, not declared:
     # they drive the fork and shell checks but are no truth to compare lookups against.
     discovered: bool = False
+    # Debian packages unpacked (never installed) into `tree`, which the target overlays
+    packages: list[str] = field(default_factory=list)
+    tree: Path | None = None
+    modes: dict[str, int] = field(default_factory=dict)  # [files] target -> mode, when declared
+    state: list[str] = field(default_factory=list)  # private writable dirs (a daemon's state)
+    services: list[Service] = field(default_factory=list)
 
     @property
     def has_expectations(self) -> bool:
@@ -107,7 +126,7 @@ def read_manifest(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     except OSError as e:
         raise LabError(f"{path}: {e.strerror}") from None
     if "files" in data:
-        data["files"] = {t: str(path.parent / src) for t, src in data["files"].items()}
+        data["files"] = {t: relative_source(path.parent, src) for t, src in data["files"].items()}
     if "extends" not in data:
         return data
     base = (path.parent / data.pop("extends")).resolve()
@@ -117,6 +136,13 @@ def read_manifest(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     for key in ("name", "library", "build", "expect"):
         inherited.pop(key, None)  # what a module is and must get is never inherited
     return inherited | data
+
+
+def relative_source(where: Path, source: object) -> object:
+    """A [files] source is a path, or a table {source = PATH, mode = 0o600}."""
+    if isinstance(source, dict) and "source" in source:
+        return source | {"source": str(where / str(source["source"]))}
+    return str(where / str(source))
 
 
 def from_manifest(path: Path) -> Module:
@@ -143,12 +169,15 @@ def from_manifest(path: Path) -> Module:
     bad = {k: v for k, v in expect.items() if v not in STATUSES}
     if bad:
         raise LabError(f"{path}: [expect] statuses must be one of {list(STATUSES)}, got {bad}")
-    files = {target: Path(source) for target, source in data.get("files", {}).items()}
-    for target, source in files.items():
-        if not target.startswith("/"):
-            raise LabError(f"{path}: [files] target {target!r} must be an absolute path")
-        if not source.exists():
-            raise LabError(f"{path}: [files] source {source} does not exist")
+    files, modes = read_files(path, data.get("files", {}), built=bool(data.get("build")))
+    packages = data.get("packages", [])
+    if not isinstance(packages, list) or not all(isinstance(p, str) and p for p in packages):
+        raise LabError(f"{path}: packages must be a list of Debian package names")
+    state = data.get("state", [])
+    if not isinstance(state, list) or not all(isinstance(d, str) and d.startswith("/") for d in state):
+        raise LabError(f"{path}: state must be a list of absolute directory paths")
+    if any(d.rstrip("/") in ("", "/usr", "/etc") for d in state):
+        raise LabError(f"{path}: state {state}: /, /usr and /etc cannot be private writable dirs")
     return Module(
         name=name,
         library=library,
@@ -161,17 +190,97 @@ def from_manifest(path: Path) -> Module:
         manifest=path,
         build=data.get("build"),
         expect=expect,
+        packages=list(packages),
+        modes=modes,
+        state=[d.rstrip("/") for d in state],
+        services=[read_service(path, i, s) for i, s in enumerate(data.get("services", []))],
     )
 
 
+def read_files(path: Path, table: dict, built: bool) -> tuple[dict[str, Path], dict[str, int]]:
+    """[files]: target -> source, and the modes declared (git keeps only 0644 and 0755, and
+    sssd refuses a config that is not 0600). A source the build makes may not exist yet."""
+    files, modes = {}, {}
+    for target, source in table.items():
+        if not target.startswith("/"):
+            raise LabError(f"{path}: [files] target {target!r} must be an absolute path")
+        if isinstance(source, dict):
+            mode = source.get("mode")
+            if set(source) - {"source", "mode"} or "source" not in source:
+                raise LabError(f"{path}: [files] {target!r}: a table takes `source` and `mode` only")
+            if mode is not None and (not isinstance(mode, int) or not 0 <= mode <= 0o7777):
+                raise LabError(f"{path}: [files] {target!r}: mode must be an octal integer such as 0o600")
+            if mode is not None:
+                modes[target] = mode
+            source = source["source"]
+        files[target] = Path(source)
+        if not built and not files[target].exists():
+            raise LabError(f"{path}: [files] source {source} does not exist")
+    return files, modes
+
+
+def read_service(path: Path, index: int, entry: object) -> Service:
+    """One [[services]] entry, every mistake a one-line error."""
+    where = f"{path}: [[services]] #{index + 1}"
+    if not isinstance(entry, dict):
+        raise LabError(f"{where}: must be a table")
+    unknown = set(entry) - {"name", "command", "ready", "timeout"}
+    if unknown:
+        raise LabError(f"{where}: unknown keys {sorted(unknown)}; known: name, command, ready, timeout")
+    name, command, ready = entry.get("name"), entry.get("command"), entry.get("ready")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise LabError(f"{where}: needs a name (letters, digits, . _ -)")
+    where = f"{path}: service {name}"
+    if not isinstance(command, list) or not command or not all(isinstance(a, str) and a for a in command):
+        raise LabError(f"{where}: command must be a non-empty list of strings")
+    if not command[0].startswith("/"):
+        raise LabError(f"{where}: command[0] must be an absolute path in the target, got {command[0]!r}")
+    if not isinstance(ready, dict) or len(ready) != 1:
+        raise LabError(
+            f"{where}: ready must be one of {{socket = PATH}}, {{command = [...]}}, {{tcp = PORT}}"
+        )
+    kind, value = next(iter(ready.items()))
+    if kind not in READY_KINDS:
+        raise LabError(f"{where}: unknown ready kind {kind!r}; known: {', '.join(READY_KINDS)}")
+    if kind == "socket" and not (isinstance(value, str) and value.startswith("/")):
+        raise LabError(f"{where}: ready.socket must be an absolute path")
+    if kind == "command" and not (
+        isinstance(value, list) and value and all(isinstance(a, str) for a in value)
+    ):
+        raise LabError(f"{where}: ready.command must be a non-empty list of strings")
+    if kind == "tcp" and not (isinstance(value, int) and 0 < value < 65536):
+        raise LabError(f"{where}: ready.tcp must be a port number")
+    timeout = entry.get("timeout", 20.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise LabError(f"{where}: timeout must be a positive number of seconds")
+    value = tuple(value) if isinstance(value, list) else value
+    return Service(name, tuple(command), (kind, value), float(timeout))
+
+
 def ensure_built(module: Module) -> None:
-    """Runs the manifest's build command when the library is missing or older than a source."""
-    if module.build and stale(module):
+    """Unpacks the manifest's packages, then runs its build command when the library is
+    missing or older than a source. With packages, the build makes data (maps, configs),
+    not the library: it runs every time, in the manifest's dir, with $NSSLAB_TREE set."""
+    env = None
+    if module.packages:
+        from lab import packages  # apt is only for manifests that name packages
+
+        module.tree = packages.fetch(module.packages)
+        if (
+            module.library.is_absolute()
+            and module.manifest
+            and not module.library.is_relative_to(module.manifest.parent)
+        ):
+            module.library = packages.resolve(module.tree, str(module.library))
+        env = os.environ | {"NSSLAB_TREE": str(module.tree)}
+    if module.build and (module.packages or stale(module)):
+        cwd = module.manifest.parent if module.packages and module.manifest else module.library.parent
         try:
             done = subprocess.run(
                 module.build,
                 shell=True,
-                cwd=module.library.parent,
+                cwd=cwd,
+                env=env,
                 capture_output=True,
                 text=True,
                 timeout=BUILD_TIMEOUT,
@@ -184,6 +293,9 @@ def ensure_built(module: Module) -> None:
             raise LabError(f"{module.name}: build `{module.build}` failed: {last[0]}")
     if not module.library.exists():
         raise LabError(f"{module.name}: library {module.library} does not exist")
+    for source in module.files.values():
+        if not source.exists():
+            raise LabError(f"{module.name}: [files] source {source} does not exist (after the build)")
 
 
 def stale(module: Module) -> bool:

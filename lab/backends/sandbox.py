@@ -19,12 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from lab import services
 from lab.backends.base import PROBE_FILES, Target, kill_group
 from lab.errors import LabError
 from lab.install import nss_library_dir, nsswitch
 from lab.module import Module
 
 MOUNT_TAG = "nsslab"  # the overlay's source name: `grep nsslab /proc/mounts` finds leaks
+TREE_DIRS = ("/usr", "/etc", "/var", "/opt")  # where an unpacked package tree is overlaid
 
 
 class Sandbox(Target):
@@ -35,6 +37,9 @@ class Sandbox(Target):
         self.holder: subprocess.Popen | None = None
         self._workdir: Path | None = None
         self._module_path = ""
+        # [[services]] started for the module: {name, pid, ready_seconds, log, tail, exit};
+        # kept after uninstall() (the log file goes with the workdir, its tail stays here)
+        self.services: list[dict] = []
 
     @property
     def workdir(self) -> str:
@@ -58,8 +63,10 @@ class Sandbox(Target):
                 raise LabError(f"the sandbox needs `{tool}` (Debian package util-linux/mount)")
         self._workdir = Path(tempfile.mkdtemp(prefix="nsslab-"))
         self._workdir.chmod(0o755)
+        self.services = []
         try:
             self._start(module)
+            self.services = services.start(self, module.services, self._workdir)
         except BaseException:
             self.uninstall()  # a half-built sandbox must not leak its workdir or holder
             raise
@@ -69,17 +76,9 @@ class Sandbox(Target):
             shutil.copy(source, f"{self.workdir}/{source.name}")
         self._module_path = str(nss_library_dir() / f"libnss_{module.name}.so.2")
         try:
-            mounts = self._layers(module)
+            script = self._mount_script(module)
         except OSError as e:
             raise LabError(f"sandbox set-up failed: {e.strerror}: {e.filename}") from None
-        script = (
-            "set -e\n"
-            + "".join(
-                f"mount -t overlay {MOUNT_TAG} -o ro,lowerdir={layer}:{point} {point}\n"
-                for point, layer in mounts
-            )
-            + "echo ready\nexec cat >/dev/null\n"
-        )
         self.holder = subprocess.Popen(
             ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script],
             stdin=subprocess.PIPE,
@@ -94,6 +93,46 @@ class Sandbox(Target):
             err = self.holder.stderr.read().decode(errors="replace").strip().splitlines()
             raise LabError(f"sandbox set-up failed: {err[-1] if err else 'no answer in 15 s'}")
 
+    def _mount_script(self, module: Module) -> str:
+        """Read-only overlays, shortest mount point first, each made of the lab's layer, the
+        package tree's dir and the host's own dir; then the writable state dirs on top.
+
+        The host's dirs are bound under the workdir before any overlay is mounted, so every
+        layer is a plain directory (an overlay of an overlay would hit the kernel's stacking
+        limit on a container's overlay root)."""
+        assert self._workdir
+        lab = dict(self._layers(module))
+        tree = {
+            d: str(module.tree) + d for d in TREE_DIRS if module.tree and os.path.isdir(str(module.tree) + d)
+        }
+        if module.tree and any(str(module.tree).startswith(d + "/") for d in TREE_DIRS):
+            raise LabError(
+                f"the package tree {module.tree} lies under {', '.join(TREE_DIRS)}: overlayfs refuses it"
+            )
+        lines = ["set -e"]
+        points = sorted(set(lab) | set(tree), key=len)
+        for i, point in enumerate(points):
+            lines.append(
+                f"mkdir -p {self._workdir}/host/{i} && mount --bind {point} {self._workdir}/host/{i}"
+            )
+        for i, point in enumerate(points):
+            below = [p + point[len(d) :] for d, p in tree.items() if point == d or point.startswith(d + "/")]
+            layers = [lab[point]] if point in lab else []
+            layers += [p for p in below if os.path.isdir(p)] + [f"{self._workdir}/host/{i}"]
+            lines.append(f"mount -t overlay {MOUNT_TAG} -o ro,lowerdir={':'.join(layers)} {point}")
+        for i, point in enumerate(module.state):
+            base = self._workdir / "state" / str(i)
+            for d in ("upper", "work", "empty"):
+                (base / d).mkdir(parents=True)
+            lower = (
+                str(module.tree) + point
+                if module.tree and os.path.isdir(str(module.tree) + point)
+                else base / "empty"
+            )
+            options = f"lowerdir={lower},upperdir={base}/upper,workdir={base}/work"
+            lines.append(f"mount -t overlay {MOUNT_TAG} -o {options} {point}")
+        return "\n".join([*lines, "echo ready", "exec cat >/dev/null", ""])
+
     def _layers(self, module: Module) -> list[tuple[str, str]]:
         """Builds one overlay layer per existing directory that receives files; returns
         (mount point, layer dir) pairs."""
@@ -103,6 +142,10 @@ class Sandbox(Target):
             "/etc/nsswitch.conf": ("text", nsswitch(module, Path("/etc/nsswitch.conf").read_text())),
         }
         placed |= {target: ("file", source) for target, source in module.files.items()}
+        for point in module.state:  # a state dir needs a mount point: the tree, or an empty dir
+            tree_has = module.tree and os.path.isdir(str(module.tree) + point)
+            if not os.path.isdir(point) and not tree_has:
+                placed.setdefault(point, ("dir", None))
         for user in module.users:
             if user.home.startswith("/") and not os.path.exists(user.home):
                 placed[user.home] = ("home", user)
@@ -118,8 +161,11 @@ class Sandbox(Target):
             dest.parent.mkdir(parents=True, exist_ok=True)
             kind, what = placed[target]
             if kind == "file":
-                shutil.copy(what, dest)
-                dest.chmod(0o755 if str(dest).endswith(".so.2") else 0o644)
+                copy_owned_by_root(Path(what), dest, module.modes.get(target))
+                if target == self.module_path:
+                    dest.chmod(0o755)
+            elif kind == "dir":
+                dest.mkdir(mode=0o755, exist_ok=True)
             elif kind == "text":
                 dest.write_text(str(what))
                 dest.chmod(0o644)
@@ -137,6 +183,7 @@ class Sandbox(Target):
         return ["nsenter", f"--mount=/proc/{self.holder.pid}/ns/mnt", "--", *argv]
 
     def uninstall(self) -> None:
+        services.stop(self.services)  # SIGTERM first: a daemon may clean up after itself
         if self.holder is not None:
             namespace = self._namespace()
             for pid in processes_in(namespace):  # anything a check left behind
@@ -162,6 +209,19 @@ class Sandbox(Target):
             return os.readlink(f"/proc/{self.holder.pid}/ns/mnt") if self.holder else None
         except OSError:
             return None
+
+
+def copy_owned_by_root(source: Path, dest: Path, mode: int | None) -> None:
+    """SOURCE (a file or a directory) at DEST with its own modes (a helper the module runs
+    stays executable) or MODE, owned by root like a package's files."""
+    if source.is_dir():
+        shutil.copytree(source, dest, symlinks=True, dirs_exist_ok=True)
+    else:
+        shutil.copy(source, dest)
+    for path in [dest, *dest.rglob("*")] if dest.is_dir() else [dest]:
+        os.lchown(path, 0, 0)
+    if mode is not None:
+        dest.chmod(mode)
 
 
 def existing_parent(path: str) -> str:

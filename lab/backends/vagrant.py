@@ -291,6 +291,12 @@ class Vagrant(Target):
             raise LabError(f"copying {local.name} into {self.name} failed: {done.stderr.decode().strip()}")
 
     def install(self, module: Module) -> None:
+        if module.packages or module.services or module.state:
+            # honest: only the sandbox overlays an unpacked tree and runs [[services]] for now
+            raise LabError(
+                f"{module.name}: the VM target does not overlay packages, private state or [[services]] yet"
+                " (use the sandbox)"
+            )
         self.up()
         self.undo()  # the module a kept VM still holds
         self.module_name = module.name
