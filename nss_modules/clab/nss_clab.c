@@ -42,9 +42,11 @@
 
 typedef enum nss_status (*filler)(char **fields, void *ent, char *buf, size_t len, int *errnop);
 
-static pthread_mutex_t enum_lock = PTHREAD_MUTEX_INITIALIZER;
+/* unused: PLANT_NOENUM leaves the enumeration out */
+static pthread_mutex_t enum_lock __attribute__((unused)) = PTHREAD_MUTEX_INITIALIZER;
 /* line index of the next entry per database, -1: set*ent not called */
-static long pw_cursor = -1, gr_cursor = -1, sp_cursor = -1;
+static long pw_cursor __attribute__((unused)) = -1, gr_cursor __attribute__((unused)) = -1,
+	    sp_cursor __attribute__((unused)) = -1;
 
 #ifdef PLANT_TLS
 /* Planted: 4 KiB of initial-exec TLS, more than glibc keeps for late dlopen. */
@@ -375,10 +377,12 @@ static FILE *listing; /* planted: the listing's stream, opened only by set*ent *
 #define ADVANCE_EARLY(cursor, next) ((void)0)
 #endif
 
+#ifndef PLANT_NOENUM /* planted: no set/get/end*ent at all (no `getent passwd` listing) */
 ENUMERATION(pw, passwd, "passwd", pw_cursor, fill_listed_passwd, 4096)
 ENUMERATION(gr, group, "group", gr_cursor, fill_group, 65536)
 #ifndef PLANT_NOSHADOW
 ENUMERATION(sp, spwd, "shadow", sp_cursor, fill_shadow, 4096)
+#endif
 #endif
 
 /* Adds GID to the caller's array, growing it as glibc expects. */
