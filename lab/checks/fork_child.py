@@ -1,8 +1,23 @@
 from __future__ import annotations
 
+import shlex
+
 from lab.checks.base import CheckResult, Context, answers, check, judge, label, wrong_answer
+from lab.checks.static import listings
 
 FORKS = 5  # children per entry point after use: the freeze is a race, one child may win it
+# The listing calls, by the database whose set/get/end*ent they need.
+LISTING = {"getpwall": "passwd", "getgrall": "group"}
+# Each probe call as the same call in Python, for a reproducer that needs no lab.
+PYTHON = {
+    "getpwnam": "pwd.getpwnam({arg!r})",
+    "getpwuid": "pwd.getpwuid({arg!r})",
+    "getpwall": "pwd.getpwall()",
+    "getgrnam": "grp.getgrnam({arg!r})",
+    "getgrgid": "grp.getgrgid({arg!r})",
+    "getgrall": "grp.getgrall()",
+    "getgrouplist": "os.getgrouplist({arg!r}, {gid!r})",
+}
 
 
 @check("fork-child")
@@ -15,10 +30,22 @@ def fork_child(ctx: Context) -> CheckResult:
     The STNS freeze: bash had loaded the Go module for its own user, bash-completion's
     `compgen -u` ran in a forked subshell, `_nss_stns_setpwent` entered the Go runtime,
     whose threads did not survive fork, and the shell froze in runtime.futex. The same
-    happens to any module that holds a lock or needs a thread across fork."""
+    happens to any module that holds a lock or needs a thread across fork.
+
+    The listing calls (getpwall, getgrall: set/get/end*ent) are left out, and the reason
+    says so, where the module offers no listing (`enumerable = false`, or no set*ent)."""
     warm = ctx.first_lookup()
-    steps = []
+    can_list = listings(ctx)
+    calls, left_out = [], {}
     for call in ctx.entry_calls():
+        db = LISTING.get(call["fn"])
+        if db and can_list.get(db):
+            left_out[label(call)] = can_list[db]
+        else:
+            calls.append(call)
+    steps, by_id = [], {}
+    for call in calls:
+        by_id[f"after-use {label(call)}"] = by_id[f"fresh {label(call)}"] = call
         steps.append(ctx.step(f"after-use {label(call)}", [call], before=[warm], fork=True, repeat=FORKS))
         steps.append(ctx.step(f"fresh {label(call)}", [call], fork=True))
     results = ctx.target.scenario(steps)
@@ -36,23 +63,56 @@ def fork_child(ctx: Context) -> CheckResult:
         "passed": ok,
         "failures": [b.reason for b in bad] + wrong,
         "causes": {b.details["step"]: b.cause for b in bad},
+        "left_out": left_out,
     }
+    unlisted = "; left out " + ", ".join(f"{c} ({why})" for c, why in left_out.items()) if left_out else ""
+    fresh_ok = sum(1 for s in ok if s.startswith("fresh"))
+    control = f"{fresh_ok} children of a parent that never used the module answered the same calls"
     children = sum(1 for r in results for e in r["events"] if e.get("ev") == "forked")
     if bad:
         worst = next((b for b in bad if b.status == "crash"), bad[0])
-        fresh_ok = sum(1 for s in ok if s.startswith("fresh"))
+        step = worst.details["step"]
         return CheckResult(
             worst.status,
             f"{len(bad)} of {len(results)} entry-point steps failed; first: "
             f"{worst.reason}; {fresh_ok} children of a parent that never used the "
-            "module passed",
+            f"module passed{unlisted}",
             details,
             worst.evidence,
+            impact="a process that resolved a user and then forks without exec (bash's completion "
+            "subshell running compgen -u, a daemon's worker) "
+            + ("dies" if worst.status == "crash" else "never returns")
+            + f" in the child's {label(by_id[step])}",
+            reproduce=reproducer(warm, by_id[step], step.startswith("after-use")),
+            control=control,
         )
     if wrong:
-        return CheckResult("fail", f"wrong answer in a forked child: {wrong[0]}", details)
+        step = wrong[0].split(": ", 1)[0]
+        return CheckResult(
+            "fail",
+            f"wrong answer in a forked child: {wrong[0]}{unlisted}",
+            details,
+            impact="a forked child (a daemon's worker, a shell's subshell) resolves users and groups "
+            "differently from its parent",
+            reproduce=reproducer(warm, by_id[step], step.startswith("after-use")),
+            control=control,
+        )
     return CheckResult(
         "pass",
-        f"{children} forked children ({FORKS} per entry point after use, 1 fresh) answered every entry point",
+        f"{children} forked children ({FORKS} per entry point after use, 1 fresh) answered every "
+        f"entry point{unlisted}",
         details,
     )
+
+
+def reproducer(warm: dict, call: dict, after_use: bool) -> str:
+    """The step as a Python one-liner: the parent resolves a user first (after use), forks,
+    and the child makes the call; a hung child leaves the command waiting."""
+    child = PYTHON[call["fn"]].format(arg=call.get("arg"), gid=call.get("gid"))
+    parent = PYTHON[warm["fn"]].format(arg=warm.get("arg")) + "; " if after_use else ""
+    program = (
+        f"import grp, os, pwd; {parent}pid = os.fork()\n"
+        f"if pid == 0: print({child}); os._exit(0)\n"
+        "print(os.waitpid(pid, 0))"
+    )
+    return f"python3 -c {shlex.quote(program)}"

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 from lab.checks.base import CheckResult, Context, check
+from lab.checks.static import listings
 from lab.errors import CommandTimeout
 
 
 @check("lookup")
 def lookup(ctx: Context) -> CheckResult:
     """`id`, `getent passwd/group` by name and by id, enumeration and initgroups answer
-    what the manifest declares, through glibc as every program sees it.
+    what the manifest declares, through glibc as every program sees it. A listing is
+    compared only where the module offers one: with `enumerable = false`, or without
+    set/get/end*ent in the library, `getent passwd` is left out and the reason says so.
 
     Catches modules that answer by name but not by id, drop group members, put the
     wrong primary group (so files get the wrong owner), or are missing from
@@ -17,50 +20,65 @@ def lookup(ctx: Context) -> CheckResult:
         return CheckResult("skip", "no manifest users/groups to compare with (bare library)")
     host = ctx.target.host
     wrong: list[str] = []
+    commands: list[str] = []  # per mismatch, the command that shows it
+    can_list = listings(ctx)
+    left_out = {db: why for db, why in can_list.items() if why and db in ("passwd", "group")}
 
-    def same(what: str, got: object, want: object) -> None:
+    def same(what: str, got: object, want: object, command: str) -> None:
         if got != want:
             wrong.append(f"{what}: got {got!r}, want {want!r}")
+            commands.append(command)
 
     try:
         for u in m.users:
             user = host.user(u.name)
             if not user.exists:
                 wrong.append(f"`id {u.name}`: no such user")
+                commands.append(f"id {u.name}")
                 continue
-            same(f"uid of {u.name}", user.uid, u.uid)
-            same(f"gid of {u.name}", user.gid, u.gid)
-            same(f"home of {u.name}", user.home, u.home)
-            same(f"shell of {u.name}", user.shell, u.shell)
-            same(f"gecos of {u.name}", user.gecos, u.gecos)
-            same(f"`id -G {u.name}` (initgroups)", sorted(user.gids), m.gids_of(u))
+            for field in ("uid", "gid", "home", "shell", "gecos"):
+                same(
+                    f"{field} of {u.name}", getattr(user, field), getattr(u, field), f"getent passwd {u.name}"
+                )
+            same(f"`id -G {u.name}` (initgroups)", sorted(user.gids), m.gids_of(u), f"id -G {u.name}")
             by_id = host.run("getent passwd %s", str(u.uid)).stdout.split(":")[0]
-            same(f"`getent passwd {u.uid}`", by_id, u.name)
+            same(f"`getent passwd {u.uid}`", by_id, u.name, f"getent passwd {u.uid}")
         for g in m.groups:
             group = host.group(g.name)
             if not group.exists:
                 wrong.append(f"`getent group {g.name}`: no such group")
+                commands.append(f"getent group {g.name}")
                 continue
-            same(f"gid of group {g.name}", group.gid, g.gid)
-            same(f"members of {g.name}", sorted(group.members), sorted(g.members))
+            same(f"gid of group {g.name}", group.gid, g.gid, f"getent group {g.name}")
+            same(f"members of {g.name}", sorted(group.members), sorted(g.members), f"getent group {g.name}")
             by_id = host.run("getent group %s", str(g.gid)).stdout.split(":")[0]
-            same(f"`getent group {g.gid}`", by_id, g.name)
+            same(f"`getent group {g.gid}`", by_id, g.name, f"getent group {g.gid}")
+        listed_dbs = []
         for db, entries in (("passwd", m.users), ("group", m.groups)):
-            if entries and db in m.databases:
+            if entries and db in m.databases and db not in left_out:
+                listed_dbs.append(db)
                 listed = {line.split(":")[0] for line in host.check_output("getent %s", db).splitlines()}
                 missing = sorted(e.name for e in entries if e.name not in listed)
                 if missing:
                     wrong.append(f"`getent {db}` (enumeration) misses {missing}")
+                    commands.append(f"getent {db}")
     except CommandTimeout as e:
         return CheckResult("hang", f"{e} (the lookup hangs in a plain process, not only after fork)")
+    details = {"mismatches": wrong, "listings_checked": listed_dbs, "listings_left_out": left_out}
     if wrong:
         return CheckResult(
             "fail",
             f"{wrong[0]}" + (f" (+{len(wrong) - 1} more)" if len(wrong) > 1 else ""),
-            {"mismatches": wrong},
+            details,
+            impact="every program that resolves these users or groups through glibc (ls -l, id, "
+            "sshd, sudo, file ownership) gets the wrong answer or none",
+            reproduce="; ".join(dict.fromkeys(commands)),
         )
+    how = ["by name", "by id"] + (["enumerated"] if listed_dbs else []) + ["initgroups"]
+    unlisted = "; ".join(f"no `getent {db}` listing compared: {why}" for db, why in left_out.items())
     return CheckResult(
         "pass",
-        f"{len(m.users)} users and {len(m.groups)} groups answer as declared "
-        "(by name, by id, enumerated, initgroups)",
+        f"{len(m.users)} users and {len(m.groups)} groups answer as declared ({', '.join(how)})"
+        + (f"; {unlisted}" if unlisted else ""),
+        details,
     )

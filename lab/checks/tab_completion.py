@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pexpect
 
 from lab.checks.base import CheckResult, Context, check, describe_hang, forensic
+from lab.checks.static import listings
 from lab.forensics import diagnose_hang
 
 BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
@@ -158,10 +159,21 @@ def tab_completion(ctx: Context) -> CheckResult:
     the completion's forked `compgen -u` subshell inherits a half-dead runtime), and as
     root twice: the first completion loads the module fresh in the child and works, but
     it also makes root's bash resolve ~user itself, so the second completion freezes.
-    This is how the STNS freeze was seen by its users: the shell stopped answering."""
+    This is how the STNS freeze was seen by its users: the shell stopped answering.
+
+    Skipped where the module offers no passwd listing (`enumerable = false`, or no
+    set/get/endpwent): compgen -u lists users by enumeration, so nothing could complete."""
     target, m = ctx.target, ctx.module
     if target.run(["test", "-r", BASH_COMPLETION]).rc != 0 or target.run(["test", "-x", "/bin/bash"]).rc:
         return CheckResult("skip", f"bash or {BASH_COMPLETION} is not installed in the target")
+    why = listings(ctx).get("passwd", "the module serves no passwd database")
+    if why:
+        return CheckResult(
+            "skip",
+            f"bash's ~user completion lists users with setpwent/getpwent (compgen -u), and {why}: "
+            "the module's users cannot be completed, by design, so there is no completion to test",
+            {"listing": why},
+        )
     names = target.local_users() | {u.name for u in m.users}
     user = next((u for u in m.users if unique_prefix(u.name, names) and u.uid > 0), None)
     if user is None:
@@ -219,5 +231,25 @@ def tab_completion(ctx: Context) -> CheckResult:
     if failed:
         who, worst = next(((w, a) for w, a in failed if a.status == "hang"), failed[0])
         evidence = worst.diagnosed(m.name, f"{who}: ls ~{prefix}<TAB>")
-        return CheckResult(worst.status, f"as {who}, {worst.text} [{summary}]", details, evidence)
+        as_root = who.startswith("root")
+        start = "bash -i" if as_root else f"su - {user.name}"
+        presses = (
+            "twice (the first loads the module, the second runs in a child of it)" if as_root else "once"
+        )
+        shell_of = f"the interactive shell of {'root' if as_root else user.name}"
+        impact = {
+            "hang": f"{shell_of} stops answering at `ls ~{prefix}<TAB>` until killed from elsewhere",
+            "crash": f"{shell_of} dies at `ls ~{prefix}<TAB>`",
+            "fail": f"`~{prefix}<TAB>` does not complete to ~{user.name} although the module serves the user",
+        }.get(worst.status)
+        passed = [w for w, a in runs if a.status == "pass"]
+        return CheckResult(
+            worst.status,
+            f"as {who}, {worst.text} [{summary}]",
+            details,
+            evidence,
+            impact=impact,
+            reproduce=f"{start}, then type `ls ~{prefix}` and press TAB {presses}",
+            control=f"completions that worked: {', '.join(passed)}" if passed else None,
+        )
     return CheckResult("pass", f"`ls ~{prefix}<TAB>` completed [{summary}]", details)
