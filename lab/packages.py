@@ -45,6 +45,8 @@ def key(names: list[str]) -> str:
 def fetch(names: list[str], log: list[str] | None = None) -> Path:
     """The unpacked tree of NAMES and the dependencies the host lacks; cached, so a second
     call runs no apt at all. LOG receives what was done and how long it took."""
+    if not shutil.which("apt-get") or not shutil.which("dpkg-deb"):
+        raise LabError("packages need apt-get and dpkg-deb (Debian or Ubuntu)")
     for name in names:
         if not PACKAGE_NAME.match(name):
             raise LabError(f"packages: {name!r} is not a Debian package name")
@@ -52,6 +54,7 @@ def fetch(names: list[str], log: list[str] | None = None) -> Path:
     tree = entry / "tree"
     if (tree / STAMP).exists():
         return tree
+    ensure_candidates(names)  # before any cache dir exists: a typo leaves nothing behind
     debs = entry / "debs"
     (debs / "partial").mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -84,9 +87,6 @@ def apt(argv: list[str], cwd: Path | None = None) -> tuple[int, str]:
 def download(names: list[str], debs: Path) -> None:
     """The named packages always (one may be installed here already, like libnss-systemd),
     and, through apt's resolver, the dependencies this host does not have."""
-    if not shutil.which("apt-get"):
-        raise LabError("packages need apt-get (Debian or Ubuntu)")
-    ensure_candidates(names)
     quiet = ["-q", "-o", "APT::Sandbox::User=root"]  # _apt cannot write a root-owned cache
     rc, out = apt(["apt-get", *quiet, "download", *names], cwd=debs)
     if rc != 0:
