@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import shlex
 
 from lab.checks.base import CheckResult, Context, answers, check, judge, label, wrong_answer
@@ -10,13 +11,13 @@ FORKS = 5  # children per entry point after use: the freeze is a race, one child
 LISTING = {"getpwall": "passwd", "getgrall": "group"}
 # Each probe call as the same call in Python, for a reproducer that needs no lab.
 PYTHON = {
-    "getpwnam": "pwd.getpwnam({arg!r})",
-    "getpwuid": "pwd.getpwuid({arg!r})",
+    "getpwnam": "pwd.getpwnam({arg})",
+    "getpwuid": "pwd.getpwuid({arg})",
     "getpwall": "pwd.getpwall()",
-    "getgrnam": "grp.getgrnam({arg!r})",
-    "getgrgid": "grp.getgrgid({arg!r})",
+    "getgrnam": "grp.getgrnam({arg})",
+    "getgrgid": "grp.getgrgid({arg})",
     "getgrall": "grp.getgrall()",
-    "getgrouplist": "os.getgrouplist({arg!r}, {gid!r})",
+    "getgrouplist": "os.getgrouplist({arg}, {gid})",
 }
 
 
@@ -108,11 +109,10 @@ def fork_child(ctx: Context) -> CheckResult:
 def reproducer(warm: dict, call: dict, after_use: bool) -> str:
     """The step as a Python one-liner: the parent resolves a user first (after use), forks,
     and the child makes the call; a hung child leaves the command waiting."""
-    child = PYTHON[call["fn"]].format(arg=call.get("arg"), gid=call.get("gid"))
-    parent = PYTHON[warm["fn"]].format(arg=warm.get("arg")) + "; " if after_use else ""
+    child = PYTHON[call["fn"]].format(arg=json.dumps(call.get("arg")), gid=json.dumps(call.get("gid")))
+    parent = PYTHON[warm["fn"]].format(arg=json.dumps(warm.get("arg"))) + "; " if after_use else ""
     program = (
-        f"import grp, os, pwd; {parent}pid = os.fork()\n"
-        f"if pid == 0: print({child}); os._exit(0)\n"
-        "print(os.waitpid(pid, 0))"
+        f"import grp, os, pwd; {parent}pid = os.fork(); "
+        f"os._exit(print({child}) or 0) if pid == 0 else print(os.waitpid(pid, 0))"
     )
     return f"python3 -c {shlex.quote(program)}"

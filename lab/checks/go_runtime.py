@@ -25,18 +25,26 @@ def go_runtime(ctx: Context) -> CheckResult:
     mapped = [p for p in got[5]["value"] if p.endswith(f"libnss_{ctx.module.name}.so.2")]
     version = ctx.elf.go_version or "Go"
     details = {"threads": [before, after, again], "go_version": ctx.elf.go_version, "mapped": mapped}
+    claims = {
+        "impact": "the module's Go runtime misbehaves in a plain process, before any fork: every "
+        "program that resolves its users is exposed",
+        "reproduce": f"getent passwd {lookup['arg']}"
+        if lookup["fn"] == "getpwnam"
+        else f"getent group {lookup['arg']}",
+    }
     for answer in (got[1], got[3]):
         problem = wrong_answer(ctx.module, answer)
         if problem:
-            return CheckResult("fail", f"in a fresh process, {problem}", details)
+            return CheckResult("fail", f"in a fresh process, {problem}", details, **claims)
     if len(mapped) != 1:
-        return CheckResult("fail", f"library mapped {len(mapped)} times, expected once", details)
+        return CheckResult("fail", f"library mapped {len(mapped)} times, expected once", details, **claims)
     if after <= before:
         return CheckResult(
             "fail",
             f"{version} runtime started no threads at load ({before} → {after}); "
             "this is not a working c-shared runtime",
             details,
+            **claims,
         )
     return CheckResult(
         "pass",

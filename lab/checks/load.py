@@ -15,8 +15,15 @@ def load(ctx: Context) -> CheckResult:
     name = ctx.module.name
     first = ctx.first_lookup()
     result = ctx.target.scenario([ctx.step("load", [first, {"fn": "mapped"}, {"fn": "threads"}])])[0]
+    key = first.get("arg")
+    getent = f"getent {'passwd' if first['fn'] == 'getpwnam' else 'group'} {key}"
     bad = judge(result, ctx.module.name, f"first lookup {label(first)} in a fresh process")
     if bad:
+        bad.impact = (
+            f"every process that resolves a user or group through the module (id, sshd, cron, sudo) "
+            f"{'never returns from' if bad.status == 'hang' else 'dies in'} its first lookup"
+        )
+        bad.reproduce = getent
         return bad
     got = answers(result)
     mapped = [p for p in got[1].get("value", []) if p.endswith(f"libnss_{name}.so.2")]
@@ -24,7 +31,15 @@ def load(ctx: Context) -> CheckResult:
         library = f"libnss_{name}.so.2"
         why = answers(ctx.target.scenario([ctx.step("dlopen", [{"fn": "dlopen", "arg": library}])])[0])
         error = why[0].get("value") if why else "unknown"
-        return CheckResult("fail", f"glibc did not load the module: {error}", {"dlopen": error})
+        return CheckResult(
+            "fail",
+            f"glibc did not load the module: {error}",
+            {"dlopen": error},
+            impact="glibc skips a module it cannot load without a word: its users and groups do not "
+            "exist for any program (`id` says no such user)",
+            reproduce=f"{getent}; python3 -c 'import ctypes; ctypes.CDLL(\"{library}\")'",
+            control=f"dlopen({library!r}) in the target: {error}",
+        )
     return CheckResult(
         "pass",
         f"loaded by {label(first)} in {got[0]['seconds']:.3f} s; {got[2]['value']} thread(s) after load",

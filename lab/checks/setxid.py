@@ -54,5 +54,21 @@ def setxid(ctx: Context) -> CheckResult:
     if failures:
         worst = next((f for f in failures if f.status == "crash"), failures[0])
         reason = worst.reason + (f"; {notes[0]}" if notes else "")
-        return CheckResult(worst.status, reason, details, worst.evidence)
+        order = next(o for o in ORDERS if worst.reason.startswith(o))
+        who = "setpriv and capability-keeping daemons" if order == "setpriv" else "su, sshd and sudo"
+        how = {"crash": "abort (SIGABRT)", "hang": "freeze"}.get(worst.status, "fail")
+        name = user.name if user else "nobody"
+        return CheckResult(
+            worst.status,
+            reason,
+            details,
+            worst.evidence,
+            impact=f"{who} {how} when they drop root after resolving a user through the module",
+            reproduce=(
+                f"setpriv --reuid {uid} --regid {gid} --clear-groups id"
+                if order == "setpriv"
+                else f"su - {name} -c id"
+            ),
+            control=notes[0] if notes else None,
+        )
     return CheckResult("pass", "; ".join(notes), details)

@@ -87,7 +87,7 @@ def test_fork_reproducer_is_a_python_program():
     argv = shlex.split(command)
     assert argv[:2] == ["python3", "-c"]
     ast.parse(argv[2])
-    assert "pwd.getpwnam('pyama')" in argv[2] and "os.getgrouplist('pyama', 2000)" in argv[2]
+    assert 'pwd.getpwnam("pyama")' in argv[2] and 'os.getgrouplist("pyama", 2000)' in argv[2]
     fresh = shlex.split(reproducer({"fn": "getpwnam", "arg": "pyama"}, {"fn": "getpwall"}, False))[2]
     ast.parse(fresh)
     assert "getpwnam" not in fresh  # a fresh parent never used the module
