@@ -23,7 +23,11 @@ GUARD = 256  # bytes after the caller's buffer that must come back untouched (gl
 GUARD_BYTE = 0xA5
 BIG = 1 << 16
 HUGE = 1 << 22
+GLIBC_FIRST = 1024  # glibc's getpwnam, getgrnam, getspnam, get*ent start here and double on ERANGE
 ERRNO_SENTINEL = 0x7A7A
+CONTROL_ROUNDS = 5  # single-threaded repetitions of each lookup before the threaded run
+LOOP = 3  # a listing that gives one name this often goes round in circles
+LISTING_LIMIT = 1_000_000  # entries; a directory of 50,000 users is listed whole
 
 
 class Passwd(ctypes.Structure):
@@ -143,6 +147,7 @@ def entry(db: str, record: ctypes.Structure) -> dict:
 class Answer:
     def __init__(self, status: int, errno: int, value: dict | None, overflow: int) -> None:
         self.status, self.errno, self.value, self.overflow = status, errno, value, overflow
+        self.size = 0  # the buffer that gave this answer, where a caller grew it
 
     @property
     def name(self) -> str:
@@ -195,11 +200,11 @@ class Module:
         fn = DATABASES[db][1][by]
         return self.call(fn, db, key, size, f"{fn}({key!r})")
 
-    def sized(self, db: str, by: str, key: object) -> Answer:
-        """A lookup with a buffer grown on ERANGE, as glibc does."""
-        size = 1024
+    def sized(self, db: str, by: str, key: object, size: int = GLIBC_FIRST) -> Answer:
+        """A lookup with a buffer grown on ERANGE, as glibc does; .size says where it ended."""
         while True:
             got = self.lookup(db, by, key, size)
+            got.size = size
             if not (got.status == -2 and got.errno == ERANGE) or size >= HUGE:
                 return got
             size *= 2
@@ -247,10 +252,13 @@ def erange(module: Module, spec: dict) -> dict:
 
 def sweep_lookup(module: Module, db: str, by: str, key: object, deadline: float) -> dict:
     started = time.monotonic()
-    reference = module.sized(db, by, key)
+    reference = module.sized(db, by, key, BIG)  # roomy: a module that cuts to fit cannot set the truth
     per_call = max(time.monotonic() - started, 1e-5)
+    glibc = module.sized(db, by, key)  # where glibc's own growth from 1 KiB ends
     query = f"{DATABASES[db][1][by]}({key!r})"
-    return sweep(query, reference, lambda size: module.lookup(db, by, key, size), per_call, deadline)
+    result = sweep(query, reference, lambda size: module.lookup(db, by, key, size), per_call, deadline)
+    result["reference_size"] = glibc.size if glibc.status == 1 else None
+    return result
 
 
 def sweep_listing(module: Module, db: str, deadline: float) -> dict:
@@ -260,7 +268,7 @@ def sweep_listing(module: Module, db: str, deadline: float) -> dict:
     started = time.monotonic()
     module.endent(db)
     module.setent(db)
-    entries = listing(module, db, 10_000)["entries"]
+    entries = listing(module, db, LISTING_LIMIT)["entries"]
     module.endent(db)
     if not entries:
         return {"query": f"{get_name}()", "reference": None, "problems": {}, "tried": 0}
@@ -284,42 +292,53 @@ def sweep(
     result: dict = {"query": query, "reference": reference.as_dict(), "problems": {}, "tried": 0}
     if reference.status != 1:
         return result
-    estimate = answer_size(reference.value) + 64
+    needed = answer_size(reference.value)
+    estimate = needed + 64
+    result |= {"needed": needed, "estimate": estimate, "reference_size": reference.size}
     sizes = sizes_to_try(estimate, int(max(deadline - time.monotonic(), 0.0) / per_call))
-    for size in sizes:
-        if time.monotonic() > deadline:
+    for size in [*sizes, BIG]:  # and a roomy buffer, as a caller that never wants ERANGE passes
+        if time.monotonic() > deadline and size != BIG:
             result["cut_short"] = True
-            break
+            continue
         got = attempt(size)
         result["tried"] += 1
         problem = erange_problem(got, reference, size)
-        if problem:  # per kind: how often, at which sizes, and the first one whole
-            seen = result["problems"].setdefault(problem["kind"], {"count": 0, "sizes": [], "first": problem})
+        if problem and size == BIG and problem["kind"] == "truncated":
+            problem["kind"] = "roomy"  # not cut: another answer than glibc's buffer gets
+        if problem:  # per kind: how often, at which sizes, the largest, and the first one whole
+            seen = result["problems"].setdefault(
+                problem["kind"], {"count": 0, "sizes": [], "first": problem, "largest": size}
+            )
             seen["count"] += 1
             seen["sizes"] = (seen["sizes"] + [size])[:8]
-        if got.status == 1 and "fitted" not in result:
-            result["fitted"] = size
-    result["estimate"] = estimate
+            if size >= seen["largest"]:  # the one a real caller's (bigger) buffer is likeliest to meet
+                seen["largest"], seen["last"] = size, problem
+        elif got.status == 1 and size != BIG:  # the smallest buffer that gave the answer
+            result["fitted"] = min(result.get("fitted", size), size)
     return result
 
 
 def sizes_to_try(estimate: int, affordable: int) -> list[int]:
     """Every size from 0 past the estimate when the calls are cheap. Else, most telling
-    first (the time may run out): 0, the sizes just below the estimate where an answer
-    starts to fit, the small ones, then an even spread."""
+    first (the time may run out): 0, the sizes glibc's own dispatch passes, the sizes just
+    below the estimate where an answer starts to fit, the small ones, then an even spread."""
     if affordable > estimate:
         return list(range(estimate + 1))
-    order = [0, *range(estimate, max(0, estimate - 48), -1), *range(1, min(17, estimate))]
+    glibc = [GLIBC_FIRST << k for k in range(16) if GLIBC_FIRST << k <= estimate]
+    order = [0, *glibc, *range(estimate, max(0, estimate - 48), -1), *range(1, min(17, estimate))]
     step = max(estimate // max(affordable - len(order), 1), 1)
     order += range(0, estimate, step)
     return list(dict.fromkeys(order))
 
 
 def answer_size(value: dict) -> int:
-    """Bytes the strings (and member pointers) of an answer take, without alignment."""
+    """Bytes an answer takes in the caller's buffer: its strings, and for a group the
+    member strings and the NULL-terminated pointer array (with its alignment)."""
     size = sum(len(v.encode()) + 1 for v in value.values() if isinstance(v, str))
-    members = value.get("members") or []
-    return size + 8 + sum(len(m.encode()) + 9 for m in members if m) + 8
+    members = value.get("members")
+    if members is not None:
+        size += sum(len(m.encode()) + 1 for m in members if m) + 8 * (len(members) + 1) + 7
+    return size
 
 
 def erange_problem(got: Answer, reference: Answer, size: int) -> dict | None:
@@ -349,11 +368,13 @@ def unknown(module: Module, spec: dict) -> dict:
 # ---------------------------------------------------------------- enumeration
 
 
-def listing(module: Module, db: str, limit: int, size: int = BIG, grow: bool = False) -> dict:
-    """get*ent_r until it stops (or LIMIT entries: a loop). With GROW the buffer starts
-    tiny and doubles on ERANGE, and the same entry must come back."""
+def listing(module: Module, db: str, limit: int, size: int = BIG, grow: bool = True) -> dict:
+    """get*ent_r until it stops. The buffer doubles on ERANGE, as glibc's does (a 5,000-member
+    group needs 85 KiB), and the same entry must come back. A name listed LOOP times, or
+    LIMIT entries, is a loop."""
     names: list = []
     entries: list = []
+    seen: dict = {}
     retries = 0
     while len(names) < limit:
         got = module.getent(db, size)
@@ -364,15 +385,19 @@ def listing(module: Module, db: str, limit: int, size: int = BIG, grow: bool = F
         if got.status != 1:
             end = {**got.as_dict(), "size": size}
             return {"names": names, "entries": entries, "end": end, "looped": False, "retries": retries}
-        names.append(got.value["name"])
+        name = got.value["name"]
+        names.append(name)
         entries.append(got.value)
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] >= LOOP:
+            break
     return {"names": names, "entries": entries, "end": None, "looped": True, "retries": retries}
 
 
 def enumerate_db(module: Module, spec: dict) -> dict:
     """For each database: the plain listing, a rewind, a tiny growing buffer, and
     passwd/group interleaved."""
-    limit = spec.get("limit", 10_000)
+    limit = spec.get("limit", LISTING_LIMIT)
     out: dict = {}
     for db in spec["databases"]:
         module.setent(db)
@@ -384,7 +409,7 @@ def enumerate_db(module: Module, spec: dict) -> dict:
         rewound = listing(module, db, limit)
         module.endent(db)
         module.setent(db)
-        small = listing(module, db, limit, size=8, grow=True)
+        small = listing(module, db, limit, size=8)
         module.endent(db)
         out[db] = {
             "plain": strip(plain),
@@ -407,13 +432,18 @@ def interleave(module: Module, limit: int) -> dict:
     module.setent("group")
     names: dict[str, list] = {"passwd": [], "group": []}
     ended = {"passwd": False, "group": False}
-    while not all(ended.values()) and max(len(v) for v in names.values()) < limit:
+    seen: dict = {}
+    looping = False
+    while not all(ended.values()) and not looping and max(len(v) for v in names.values()) < limit:
         for db in ("passwd", "group"):
             if ended[db]:
                 continue
             got = module.getent(db)
             if got.status == 1:
                 names[db].append(got.value["name"])
+                key = (db, got.value["name"])
+                seen[key] = seen.get(key, 0) + 1
+                looping = looping or seen[key] >= LOOP
             else:
                 ended[db] = True
     module.endent("passwd")
@@ -428,7 +458,7 @@ def without_setent(module: Module, spec: dict) -> dict:
         get_name, set_name = DATABASES[db][2][1], DATABASES[db][2][0]
         first = module.getent(db, where=f"{get_name}() before any {set_name}()")
         module.setent(db)
-        listing(module, db, spec.get("limit", 10_000))
+        listing(module, db, spec.get("limit", LISTING_LIMIT))
         module.endent(db)
         after = module.getent(db, where=f"{get_name}() after {DATABASES[db][2][2]}()")
         out[db] = {"first": first.as_dict(), "after_end": after.as_dict()}
@@ -443,7 +473,7 @@ def consistency(module: Module, spec: dict) -> dict:
     out: dict = {}
     for db in spec["databases"]:
         module.setent(db)
-        listed = listing(module, db, spec.get("limit", 10_000))
+        listed = listing(module, db, spec.get("limit", LISTING_LIMIT))
         module.endent(db)
         entries = listed["entries"]
         by_id: dict[int, list] = {}
@@ -537,7 +567,21 @@ def threads(module: Module, spec: dict) -> dict:
     """N threads doing mixed point lookups at once, for a bounded time; every answer is
     compared with the single-threaded one."""
     queries = [tuple(q) for q in spec["queries"]]
-    reference = {q: normal(module.sized(*q).value) for q in queries}
+    # The control: the same calls with the same 64 KiB buffer, in this one thread, a few
+    # times each. A wrong answer there is no thread's doing.
+    reference = {q: normal(module.lookup(*q, size=BIG).value) for q in queries}
+    single = {"calls": 0, "wrong": 0, "examples": []}
+    for _ in range(CONTROL_ROUNDS):
+        for q in queries:
+            value = normal(module.lookup(*q, size=BIG).value)
+            single["calls"] += 1
+            if value != reference[q]:
+                single["wrong"] += 1
+                query = f"{DATABASES[q[0]][1][q[1]]}({q[2]!r})"
+                single["examples"] = [
+                    *single["examples"],
+                    {"query": query, "got": value, "want": reference[q]},
+                ][:5]
     deadline = time.monotonic() + spec.get("seconds", 2.0)
     counts = {"calls": 0, "wrong": 0}
     wrong: list[dict] = []
@@ -565,7 +609,7 @@ def threads(module: Module, spec: dict) -> dict:
     for t in workers:
         t.join(max(deadline - time.monotonic(), 0) + 5.0)
     stuck = sum(t.is_alive() for t in workers)
-    return {**counts, "examples": wrong, "stuck": stuck, "threads": len(workers)}
+    return {**counts, "examples": wrong, "stuck": stuck, "threads": len(workers), "single": single}
 
 
 TESTS: dict[str, Callable[[Module, dict], dict]] = {

@@ -226,6 +226,12 @@ static enum nss_status lookup(const char *kind, int key_field, const char *key, 
 	char line[65536], *f[MAX_FIELDS];
 #endif
 	slow_down();
+#ifdef PLANT_ZEROBUF
+	if (len == 0) { /* planted: a 0-byte buffer reads as "no such entry"; glibc never passes one */
+		*errnop = ENOENT;
+		return NSS_STATUS_NOTFOUND;
+	}
+#endif
 	int r = find(kind, key_field, key, NULL, line, sizeof line, f);
 #ifdef PLANT_STATUS
 	if (r == 0) /* planted: a miss answers with the first entry, as a "default" */
