@@ -73,6 +73,9 @@ class Module:
     shadow: list[Shadow] = field(default_factory=list)
     # False when the module deliberately offers no set/get/end*ent (no `getent passwd` listing)
     enumerable: bool = True
+    # True when the listing must hold exactly the declared entries; by default it must hold
+    # them (a real directory always has more users than a test names).
+    exact: bool = False
     manifest: Path | None = None
     build: str | None = None
     # check id -> the status a known-bad module must get (`nsslab run --expect`)
@@ -187,6 +190,7 @@ def from_manifest(path: Path) -> Module:
         groups=groups,
         shadow=shadow,
         enumerable=bool(data.get("enumerable", True)),
+        exact=bool(data.get("exact", False)),
         manifest=path,
         build=data.get("build"),
         expect=expect,

@@ -82,6 +82,8 @@ class Context:
 
     def enumerable(self) -> list[str]:
         """The databases whose set/get/end*ent the library exports."""
+        if not self.module.enumerable:  # the manifest says there is no listing to count on
+            return []
         present = self.elf.entry_points(self.module.name)
         return [
             db
@@ -235,6 +237,13 @@ def summary(problems: list[str], limit: int = 3) -> str:
     """The first problems in full, then how many more."""
     more = len(problems) - limit
     return "; ".join(problems[:limit]) + (f" (+{more} more)" if more > 0 else "")
+
+
+def brief(names: list, first: int = 4) -> str:
+    """A count and the first few: a directory's listing can hold 50,000 names."""
+    if len(names) <= first:
+        return repr(list(names))
+    return f"{len(names)} entries ({', '.join(map(str, names[:first]))} …)"
 
 
 def differences(got: dict | None, want: dict | None, word: str = "want") -> str:

@@ -1,20 +1,25 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 
-from lab.checks.base import CheckResult, Context, check, summary
+from lab.checks.base import CheckResult, Context, brief, check, summary
 from lab.elf import ENUMERATION
+from lab.entrypoints import GLIBC_FIRST, LISTING_LIMIT
+from lab.errors import CommandTimeout
 
 ENOENT, ERANGE, UNTOUCHED = 2, 34, 0x7A7A
 
 
 @check("enumeration")
 def enumeration(ctx: Context) -> CheckResult:
-    """Drives set*ent/get*ent_r/end*ent directly: the listing must hold exactly the
-    manifest's entries, once each, and end with NOTFOUND/ENOENT; a second set*ent must
-    rewind; a tiny buffer grown on ERANGE must give the same listing (the entry is
-    retried, not skipped); passwd and group enumeration interleaved must both end; and
-    get*ent_r without a prior set*ent, or after end*ent, must not crash.
+    """Drives set*ent/get*ent_r/end*ent directly, growing the buffer on ERANGE as glibc
+    does: the listing must hold the manifest's entries (exactly them with `exact = true`),
+    once each, and end with NOTFOUND/ENOENT; a second set*ent must rewind; a tiny buffer
+    grown on ERANGE must give the same listing (the entry is retried, not skipped);
+    passwd and group enumeration interleaved must both end; and get*ent_r without a prior
+    set*ent, or after end*ent, must not crash. What glibc's own `getent -s NAME DB` lists
+    (1 KiB first buffer, doubled on ERANGE) decides whether a real caller loses entries.
 
     Catches what `getent passwd`, compgen -u and bash's ~user completion run into: the
     Google guest-oslogin module looping forever when passwd and group were enumerated
@@ -28,93 +33,201 @@ def enumeration(ctx: Context) -> CheckResult:
             "no database with set/get/end*ent entry points"
             + ("" if ctx.module.enumerable else " (manifest: enumerable = false)"),
         )
-    m = ctx.module
-    limit = max(10_000, 10 * (len(m.users) + len(m.groups) + len(m.shadow)))
-    value, bad = ctx.direct("enumerate", "enumeration", databases=dbs, limit=limit)
-    problems = [] if bad else listing_problems(ctx, value, dbs, limit)
-    _, crashed = ctx.direct("without-setent", "get*ent_r without set*ent", databases=dbs, limit=limit)
+    value, bad = ctx.direct("enumerate", "enumeration", databases=dbs, limit=LISTING_LIMIT)
+    problems = [] if bad else listing_problems(ctx, value, dbs)
+    _, crashed = ctx.direct("without-setent", "get*ent_r without set*ent", databases=dbs, limit=LISTING_LIMIT)
     worst = bad or crashed
     if worst:
         extra = [crashed.reason] if bad and crashed else []
+        texts = [worst.reason, *extra, *(p.text for p in problems)]
+        return CheckResult(worst.status, summary(texts), worst.details, worst.evidence)
+    details = {"listings": value, "problems": [p.__dict__ for p in problems]}
+    fails = [p for p in problems if p.status == "fail"] or [p for p in problems if p.status == "warn"]
+    if fails:
+        first = fails[0]
         return CheckResult(
-            worst.status, summary([worst.reason, *extra, *problems]), worst.details, worst.evidence
+            first.status,
+            summary([p.text for p in fails]),
+            details,
+            impact=first.impact,
+            control=first.control,
+            reproduce=first.reproduce,
         )
-    details = {"listings": value}
-    if problems:
-        return CheckResult("fail", summary(problems), details)
     counts = ", ".join(f"{db} {len(value[db]['plain']['names'])}" for db in dbs)
+    exact = "exactly the manifest" if ctx.module.exact else "every declared entry"
     return CheckResult(
         "pass",
-        f"listed exactly the manifest ({counts}); rewinds; ERANGE retries keep the entry; "
+        f"listed {exact} ({counts}); rewinds; ERANGE retries keep the entry; "
         "passwd/group interleaved end; get*ent_r without set*ent is harmless",
         details,
     )
 
 
-def listing_problems(ctx: Context, value: dict, dbs: list[str], limit: int) -> list[str]:
+@dataclass
+class Problem:
+    status: str  # fail: a real caller loses or mis-reads entries; warn: no real caller meets it
+    text: str
+    impact: str
+    reproduce: str | None = None
+    control: str | None = None
+
+
+def listing_problems(ctx: Context, value: dict, dbs: list[str]) -> list[Problem]:
     m = ctx.module
     declared = {
         "passwd": [u.name for u in m.users],
         "group": [g.name for g in m.groups],
         "shadow": [s.name for s in m.shadow],
     }
-    problems: list[str] = []
+    problems: list[Problem] = []
     for db in dbs:
         setent, getent, _ = ENUMERATION[db]
         plain = value[db]["plain"]
         names = plain["names"]
+        glibc = glibc_listing(ctx, db)
+        shown = f"getent -s {m.name} {db}"
         if plain["looped"]:
             problems.append(
-                f"{getent}() did not end after {limit} entries: it loops ({', '.join(names[:4])} …)"
+                Problem(
+                    "fail",
+                    f"{getent}() does not end: {brief(names[-4:])} came round again after "
+                    f"{len(names)} entries",
+                    f"`{shown}`, compgen -u and ~ completion never return",
+                    f"timeout 10 {shown} | wc -l",
+                )
             )
             continue
         if m.has_expectations or m.shadow:
             want = declared[db]
             missing = [n for n in want if n not in names]
-            extra = [n for n in dict.fromkeys(names) if n not in want]
             twice = [n for n, c in Counter(names).items() if c > 1]
             if missing:
-                problems.append(f"{getent}() listing misses {missing}")
-            if extra:
-                problems.append(f"{getent}() lists {extra}, which the manifest does not declare")
+                problems.append(
+                    Problem(
+                        "fail", f"{getent}() listing misses {brief(missing)}", f"`{shown}` misses them", shown
+                    )
+                )
+            if ctx.module.exact:
+                extra = [n for n in dict.fromkeys(names) if n not in want]
+                if extra:
+                    problems.append(
+                        Problem(
+                            "fail",
+                            f"{getent}() lists {brief(extra)}, which the manifest does not declare "
+                            "(exact = true)",
+                            "the listing holds entries the manifest says do not exist",
+                            shown,
+                        )
+                    )
             if twice:
-                problems.append(f"{getent}() lists {twice} more than once")
-        end = plain["end"]
-        if end["status"] != "NOTFOUND":
+                problems.append(
+                    Problem(
+                        "warn",
+                        f"{getent}() lists {brief(twice)} more than once",
+                        "`getent` and compgen show duplicates; lookups by name are unaffected",
+                        shown,
+                    )
+                )
+        lost_by_glibc = [n for n in names if glibc is not None and n not in glibc]
+        if lost_by_glibc:
             problems.append(
-                f"{getent}() ended the listing with {end['status']} (errno {end['errno']}), not NOTFOUND"
+                Problem(
+                    "fail",
+                    f"glibc's own `{shown}` (a {GLIBC_FIRST}-byte buffer, doubled on ERANGE) lists "
+                    f"{len(glibc or [])} of the module's {len(names)} entries; "
+                    f"it loses {brief(lost_by_glibc)}",
+                    f"`getent {db}`, compgen -u and ~ completion lose those entries",
+                    shown,
+                    f"the module's own listing with a {64 << 10}-byte buffer has all {len(names)}",
+                )
             )
-        elif end["errno"] not in (ENOENT, 0, UNTOUCHED):
-            hint = " (glibc turns a stray ERANGE into EINVAL)" if end["errno"] == ERANGE else ""
-            problems.append(
-                f"{getent}() ended with errno {end['errno']}, not ENOENT: callers see an error{hint}"
-            )
+        problems += end_problems(getent, plain["end"], shown, lost_by_glibc)
         rewound = value[db]["rewound"]["names"]
         if rewound != names:
             after = value[db]["after_partial"]
             problems.append(
-                f"a second {setent}() after reading {after} did not rewind: the listing restarted "
-                f"with {rewound[:3]} instead of {names[:3]}"
+                Problem(
+                    "fail",
+                    f"a second {setent}() after reading {after} did not rewind: the listing restarted "
+                    f"with {rewound[:3]} instead of {names[:3]}",
+                    "a process that lists again after a partial read (setpwent without endpwent) "
+                    "misses entries",
+                )
             )
         small = value[db]["small_buffer"]
         lost = [n for n in names if n not in small["names"]]
-        if lost and small["retries"]:  # a buffer refused outright is the erange check's finding
+        if lost and small["retries"] and not lost_by_glibc:  # a refused buffer is erange's finding
+            end = small["end"] or {}
             problems.append(
-                f"{getent}() with a buffer grown on ERANGE lost {lost[:4]}: the cursor moved on "
-                "although the entry did not fit, so glibc's retry got the next one"
+                Problem(
+                    "warn",
+                    f"{getent}() starting with an 8-byte buffer grown on ERANGE lost {brief(lost)} "
+                    f"(it ended {end.get('status')}, errno {end.get('errno')}, at {end.get('size')} bytes): "
+                    "the entry that did not fit is not given again",
+                    f"no caller here: glibc's `{shown}` got all {len(names)}, since no entry outgrew its "
+                    f"{GLIBC_FIRST}-byte first buffer; an entry that does loses the rest of the listing",
+                    control=f"the same listing with a {64 << 10}-byte buffer has all {len(names)}",
+                )
             )
     mixed = value.get("interleaved")
     if mixed:
         if mixed["looped"]:
             problems.append(
-                "getpwent_r()/getgrent_r() interleaved never end (guest-oslogin#160): passwd gave "
-                f"{mixed['names']['passwd'][:4]} … after {limit} calls"
+                Problem(
+                    "fail",
+                    "getpwent_r()/getgrent_r() interleaved never end (guest-oslogin#160): passwd gave "
+                    f"{brief(mixed['names']['passwd'])}",
+                    "a program listing users and groups together (nscd, a directory sync) never ends",
+                )
             )
         else:
             for db in ("passwd", "group"):
                 if mixed["names"][db] != value[db]["plain"]["names"]:
                     problems.append(
-                        f"interleaved with the other database, {ENUMERATION[db][1]}() listed "
-                        f"{mixed['names'][db][:5]} instead of {value[db]['plain']['names'][:5]}"
+                        Problem(
+                            "fail",
+                            f"interleaved with the other database, {ENUMERATION[db][1]}() listed "
+                            f"{mixed['names'][db][:5]} instead of {value[db]['plain']['names'][:5]}",
+                            "a program listing users and groups together gets a wrong listing",
+                        )
                     )
     return problems
+
+
+def end_problems(getent: str, end: dict, shown: str, lost: list[str]) -> list[Problem]:
+    """How the listing ended. glibc moves on to the next service whatever a module ends
+    with, so the status alone breaks no caller; a stale errno does (see below)."""
+    if end["status"] != "NOTFOUND":
+        return [
+            Problem(
+                "warn",
+                f"{getent}() ended the listing with {end['status']} (errno {end['errno']}), not NOTFOUND",
+                "glibc ends this service's part of the listing either way; a caller that tells the end "
+                "from an error by errno sees an error",
+                shown,
+            )
+        ]
+    if end["errno"] not in (ENOENT, 0, UNTOUCHED):
+        hint = " (glibc turns a stray ERANGE into EINVAL)" if end["errno"] == ERANGE else ""
+        return [
+            Problem(
+                "fail",
+                f"{getent}() ended with errno {end['errno']}, not ENOENT: callers see an error{hint}",
+                "a caller that follows POSIX (errno = 0, getpwent() until NULL, then errno) reports "
+                "the end of the listing as a failure",
+                shown,
+            )
+        ]
+    return []
+
+
+def glibc_listing(ctx: Context, db: str) -> list[str] | None:
+    """What a real caller lists through glibc from this module alone; None when getent
+    itself could not run (the direct listing then stands alone)."""
+    try:
+        done = ctx.target.run(["getent", "-s", ctx.module.name, db], timeout=60)
+    except CommandTimeout:
+        return None
+    if done.rc not in (0, 2):
+        return None
+    return [line.split(":", 1)[0] for line in done.stdout.splitlines() if line]
