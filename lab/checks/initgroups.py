@@ -33,7 +33,7 @@ def initgroups(ctx: Context) -> CheckResult:
             problems += judge_call(user.name, slots, answer[variant], want, user.gid)
     details = {"answers": value["users"]}
     if problems:
-        return CheckResult("fail", summary(problems), details)
+        return judged_by_callers(ctx, problems, details)
     big = max(m.groups, key=lambda g: len(g.members), default=None)
     if big and len(big.members) >= BIG_GROUP:
         covered = f"incl. {big.name} with {len(big.members)} members"
@@ -78,3 +78,36 @@ def judge_call(user: str, slots: int, got: dict, want: list[int], primary: int) 
             + (f"; adds gid(s) {extra[:6]}" if extra else "")
         )
     return problems
+
+
+def judged_by_callers(ctx: Context, problems: list[str], details: dict) -> CheckResult:
+    """A module that only answers UNAVAIL (its backend is down in this target: nss-systemd
+    without systemd as PID 1) is judged by what glibc's callers then see: glibc moves on to
+    the next source, so `id -G USER` decides. Everything else breaks sshd, su and login."""
+    statuses = {a[v]["status"] for a in details["answers"] for v in ("size1", "size256")}
+    written_past = any("past the array" in p or "without realloc" in p for p in problems)
+    if statuses - {"SUCCESS", "NOTFOUND"} == {"UNAVAIL"} and not written_past:
+        seen = {u.name: ctx.target.host.run("id -G %s", u.name).stdout.split() for u in ctx.module.users}
+        wrong = [n for n, gids in seen.items() if sorted(map(int, gids)) != ctx.module.gids_of(user(ctx, n))]
+        if not wrong:
+            return CheckResult(
+                "warn",
+                summary(problems) + f"; glibc's callers still get every declared membership (`id -G` of "
+                f"{len(seen)} users)",
+                details | {"id_G": seen},
+                impact="none seen: glibc takes UNAVAIL as 'service down' and asks the next source; a host "
+                "where this module is the only group source loses the memberships",
+                control="`id -G USER` through glibc for every manifest user",
+                reproduce=f"id -G {ctx.module.users[0].name}",
+            )
+    return CheckResult(
+        "fail",
+        summary(problems),
+        details,
+        impact="sshd, su and login call initgroups at every login: heap corruption or lost group memberships",
+        reproduce=f"id -G {ctx.module.users[0].name}" if ctx.module.users else None,
+    )
+
+
+def user(ctx: Context, name: str):
+    return next(u for u in ctx.module.users if u.name == name)
