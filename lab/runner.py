@@ -26,6 +26,8 @@ class ModuleReport:
     seconds: float = 0.0
     expect: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.time)  # wall clock: matrix runs overlap
+    # the module's [[services]] as run in the target: name, pid, ready_seconds, exit, log tail
+    services: list[dict] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
@@ -84,6 +86,9 @@ def run_module(
                 discover(ctx)
     finally:
         target.uninstall()
+        report.services = [
+            {k: v for k, v in s.items() if k != "log"} for s in getattr(target, "services", [])
+        ]
     report.seconds = time.monotonic() - started
     return report
 

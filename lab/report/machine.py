@@ -22,6 +22,7 @@ def as_dict(reports: list[ModuleReport]) -> dict:
                 "seconds": round(r.seconds, 3),
                 "error": r.error,
                 "checks": [c.as_dict() for c in r.checks],
+                "services": r.services,
             }
             for r in reports
         ]

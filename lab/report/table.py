@@ -32,4 +32,10 @@ def render(report: ModuleReport) -> str:
                 lines.append(indent + f"proof: {proof[0]}{tail}")
             if c.evidence.get("file"):
                 lines.append(indent + f"evidence: {c.evidence['file']}")
+    for svc in report.services:  # the backend the answers came from, and how it ended
+        said = (svc.get("tail") or "").replace("\n", " | ")[-160:]
+        lines.append(
+            f"  service {svc['name']}: ready in {svc.get('ready_seconds')} s, "
+            f"stopped (exit {svc.get('exit')}); log tail: {said or 'empty'}"
+        )
     return "\n".join(lines) + "\n"
