@@ -4,7 +4,16 @@ import shlex
 import time
 
 from lab.checks.base import CheckResult, Context, check, describe_hang, forensic, summary
-from lab.checks.tab_completion import RCFILE, TABS, Attempt, Shell, ShellDidNotStart, login_env, unique_prefix
+from lab.checks.tab_completion import (
+    RCFILE,
+    TABS,
+    Attempt,
+    Shell,
+    ShellDidNotStart,
+    completion,
+    login_env,
+    unique_prefix,
+)
 from lab.forensics import diagnose_hang
 from lab.probe import GDB_TIMEOUT
 
@@ -139,7 +148,7 @@ def ssh_and_complete(ctx: Context, user, names: set[str]) -> tuple[str, str, dic
     try:
         attempts: list[Attempt] = []
         for _ in range(TABS):
-            attempts.append(shell.complete(prefix, user.name[len(prefix) :]))
+            attempts.append(shell.complete(prefix, completion(user.name, prefix)))
             if attempts[-1].status != "pass":
                 break
         last = attempts[-1]

@@ -145,10 +145,17 @@ def login_env(who: str, home: str, **extra: str) -> dict[str, str]:
 
 
 def unique_prefix(name: str, others: set[str]) -> str | None:
-    for n in range(2, len(name)):
+    """The shortest prefix only NAME has. The whole name will do (deb1 beside deb0, deb2):
+    bash then completes `~deb1` to `~deb1/`, through the same forked `compgen -u`."""
+    for n in range(2, len(name) + 1):
         if not any(o.startswith(name[:n]) for o in others - {name}):
             return name[:n]
     return None
+
+
+def completion(name: str, prefix: str) -> str:
+    """What TAB must insert after ~PREFIX: the rest of the name, or the slash after a whole one."""
+    return name[len(prefix) :] or "/"
 
 
 @check("tab-completion")
@@ -180,7 +187,7 @@ def tab_completion(ctx: Context) -> CheckResult:
         return CheckResult("skip", "no module user whose name has a unique completion prefix")
     prefix = unique_prefix(user.name, names)
     assert prefix
-    rest = user.name[len(prefix) :]
+    rest = completion(user.name, prefix)
     rc = f"{target.workdir}/bashrc"
     target.run(["sh", "-c", f"cat > {shlex.quote(rc)} && chmod 644 {shlex.quote(rc)}"], stdin=RCFILE)
     bash = ["/bin/bash", "--noprofile", "--rcfile", rc, "-i"]
