@@ -78,7 +78,15 @@ class Context:
                     if fn in present:
                         key = e.name if by == "name" else e.uid if db == "passwd" else e.gid
                         out.append([db, by, key])
-        return out
+        # What real callers ask beyond the manifest: `id` and `ls -l` look up each user's
+        # primary group by gid, su and sshd (pam_unix) each user's shadow entry. An answer
+        # there gets the same sweeps; a NOTFOUND there is no finding.
+        extra: list[list] = []
+        if "group" in m.databases and "getgrgid_r" in present:
+            extra += [["group", "id", u.gid] for u in m.users]
+        if "shadow" in m.databases and "getspnam_r" in present:
+            extra += [["shadow", "name", u.name] for u in m.users]
+        return out + [list(q) for q in dict.fromkeys(map(tuple, extra)) if list(q) not in out]
 
     def enumerable(self) -> list[str]:
         """The databases whose set/get/end*ent the library exports."""
