@@ -5,7 +5,9 @@
 - time to declare a hang: a forked child of a golab-loaded process, N times;
 - the evidence for each hang (gdb attach to the hung child, before the kill; goal <= 2 s)
   and for a crash (the step re-run under gdb);
-- the slow module's (300 ms per lookup) wall time for the same step, which must pass.
+- the slow module's (300 ms per lookup) wall time for the same step, which must pass;
+- how verdict time grows with a directory's size: libnss-extrausers serving 100, 1,000,
+  10,000 and 50,000 users and a group of all of them (nss_modules/debian/bigdir/make.py).
 
 Run as root: .venv/bin/python bench/speed.py [N]
 """
@@ -13,7 +15,9 @@ Run as root: .venv/bin/python bench/speed.py [N]
 from __future__ import annotations
 
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -76,6 +80,25 @@ def main() -> None:
         f"{sum(r['outcome'] == 'exited' and r['code'] == 0 for r in slow)}/{len(slow)} answered"
     )
     print(f"  wall time: {figures([r['seconds'] for r in slow])}")
+    big_directories((100, 1_000, 10_000, 50_000))
+
+
+def big_directories(sizes: tuple[int, ...]) -> None:
+    """Verdict time per directory size, and the checks that take longest."""
+    print("\nverdict time by directory size (libnss-extrausers, a group of every user):")
+    make = MODULES / "debian" / "bigdir" / "make.py"
+    for count in sizes:
+        with tempfile.TemporaryDirectory(prefix="nsslab-bench-") as tmp:
+            subprocess.run([sys.executable, str(make), str(count), tmp], check=True, timeout=120)
+            started = time.monotonic()
+            report = run_module(tmp)
+            took = time.monotonic() - started
+        slowest = sorted(report.checks, key=lambda c: -c.seconds)[:3]
+        print(
+            f"  {count:>6} users: {report.verdict:5} {took:6.2f} s  "
+            + ", ".join(f"{c.id} {c.seconds:.2f}" for c in slowest)
+            + (f"  error: {report.error}" if report.error else "")
+        )
 
 
 if __name__ == "__main__":

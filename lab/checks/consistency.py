@@ -50,5 +50,13 @@ def consistency(ctx: Context) -> CheckResult:
             impact="`ls -l` (by id), `getent passwd` (listing) and `id` (by name) disagree",
             reproduce=f"getent -s {ctx.module.name} passwd; getent -s {ctx.module.name} passwd NAME",
         )
-    counts = ", ".join(f"{value[db]['entries']} {db}" for db in dbs)
+    counts = ", ".join(
+        f"{value[db]['entries']} {db}"
+        + (
+            f" ({value[db]['compared']} compared, spread over the listing)"
+            if value[db]["compared"] < value[db]["entries"]
+            else ""
+        )
+        for db in dbs
+    )
     return CheckResult("pass", f"{counts} entries: listing equals lookup by name and by id", details)
