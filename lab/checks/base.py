@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -245,6 +246,25 @@ def summary(problems: list[str], limit: int = 3) -> str:
     """The first problems in full, then how many more."""
     more = len(problems) - limit
     return "; ".join(problems[:limit]) + (f" (+{more} more)" if more > 0 else "")
+
+
+# errno values with which a module says its backend (a daemon, a socket, PID 1) is not there
+BACKEND_DOWN = {
+    2,
+    3,
+    104,
+    110,
+    111,
+    112,
+    113,
+}  # ENOENT ESRCH ECONNRESET ETIMEDOUT ECONNREFUSED EHOSTDOWN EHOSTUNREACH
+
+
+def backend_down(status: str, errno: int) -> str:
+    """A plain statement when UNAVAIL's errno says the backend is missing in this target."""
+    if status != "UNAVAIL" or errno not in BACKEND_DOWN:
+        return ""
+    return f" (errno {errno}, {os.strerror(errno)}: the module's backend does not answer in this target)"
 
 
 def brief(names: list, first: int = 4) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from lab.checks.base import CheckResult, Context, brief, check, summary
+from lab.checks.base import CheckResult, Context, backend_down, brief, check, summary
 from lab.elf import ENUMERATION
 from lab.entrypoints import GLIBC_FIRST, LISTING_LIMIT
 from lab.errors import CommandTimeout
@@ -201,7 +201,8 @@ def end_problems(getent: str, end: dict, shown: str, lost: list[str]) -> list[Pr
         return [
             Problem(
                 "warn",
-                f"{getent}() ended the listing with {end['status']} (errno {end['errno']}), not NOTFOUND",
+                f"{getent}() ended the listing with {end['status']} (errno {end['errno']}), not NOTFOUND"
+                + backend_down(end["status"], end["errno"]),
                 "glibc ends this service's part of the listing either way; a caller that tells the end "
                 "from an error by errno sees an error",
                 shown,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from lab.checks.base import CheckResult, Context, check, summary
+from lab.checks.base import CheckResult, Context, backend_down, check, summary
 
 BIG_GROUP = 200  # STNS crashed on a 137-member group; a directory's "all staff" has thousands
 
@@ -89,11 +89,13 @@ def judged_by_callers(ctx: Context, problems: list[str], details: dict) -> Check
     if statuses - {"SUCCESS", "NOTFOUND"} == {"UNAVAIL"} and not written_past:
         seen = {u.name: ctx.target.host.run("id -G %s", u.name).stdout.split() for u in ctx.module.users}
         wrong = [n for n, gids in seen.items() if sorted(map(int, gids)) != ctx.module.gids_of(user(ctx, n))]
+        errnos = {a[v]["errno"] for a in details["answers"] for v in ("size1", "size256")}
+        down = next((backend_down("UNAVAIL", e) for e in sorted(errnos) if backend_down("UNAVAIL", e)), "")
         if not wrong:
             return CheckResult(
                 "warn",
-                summary(problems) + f"; glibc's callers still get every declared membership (`id -G` of "
-                f"{len(seen)} users)",
+                summary(problems) + f"{down}; glibc's callers still get every declared membership "
+                f"(`id -G` of {len(seen)} users)",
                 details | {"id_G": seen},
                 impact="none seen: glibc takes UNAVAIL as 'service down' and asks the next source; a host "
                 "where this module is the only group source loses the memberships",
