@@ -21,7 +21,20 @@ DEBIAN = ("extrausers", "db", "systemd", "sss")
 
 
 def digests() -> dict[str, str]:
-    return {p: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in HOST_FILES}
+    """The files a maintainer script would write, by content, and the whole of /etc by
+    name, size and mtime (a postinst that adds a user or a PAM line changes them)."""
+    out = {p: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in HOST_FILES}
+    tree = hashlib.sha256()
+    for root, dirs, files in os.walk("/etc"):
+        dirs.sort()
+        for name in sorted(files):
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            tree.update(f"{root}/{name} {st.st_size} {st.st_mtime_ns}\n".encode())
+    out["/etc (names, sizes, mtimes)"] = tree.hexdigest()
+    return out
 
 
 def processes(comm: str) -> list[int]:
