@@ -10,6 +10,7 @@ the current entry point and buffer size go to NOTE, so a crash or hang names the
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import random
 import sys
@@ -73,12 +74,17 @@ class Memory:
     """Reads this process's memory without trusting pointers: EIO instead of SIGSEGV."""
 
     def __init__(self) -> None:
-        self.fd = os.open("/proc/self/mem", os.O_RDONLY)
+        self.fd = os.open("/proc/self/mem", os.O_RDONLY | os.O_CLOEXEC)
 
     def bytes(self, addr: int, size: int) -> bytes | None:
         try:
             data = os.pread(self.fd, size, addr)
-        except (OSError, OverflowError):
+        except OSError as e:
+            if e.errno != errno.EBADF:
+                return None
+            self.fd = os.open("/proc/self/mem", os.O_RDONLY | os.O_CLOEXEC)  # a module closed ours
+            return self.bytes(addr, size)
+        except OverflowError:
             return None
         return data if len(data) == size else None
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import glob
 import grp
 import importlib.util
@@ -110,12 +111,48 @@ FUTEX_PRIVATE = 0x80
 GDB_TIMEOUT = 30.0
 GDB_MAX_PROCESSES = 3  # the deepest hung processes get a backtrace, in parallel
 GDB_OUTPUT_LIMIT = 200_000
+OUTPUT_KEPT = 65536  # bytes of a worker's stdout and stderr kept (the count is exact)
 FATAL_SIGNALS = "SIGSEGV SIGABRT SIGBUS SIGFPE SIGILL SIGSYS SIGTRAP"
+
+
+# Where emit() writes. The worker, which loads the module, speaks on a FIFO of its own
+# (CHANNEL), not on stdout: a module's debug printf goes to the worker's stdout, which the
+# monitor keeps as the module's output, and a module that closes or replaces descriptors
+# is found out by the check after every call (channel_intact) instead of garbling the lab.
+CHANNEL = {"fd": 1, "path": None, "id": None}
 
 
 def emit(obj: dict) -> None:
     # os.write, not print: forked children must not share Python's stdout buffer.
-    os.write(1, (json.dumps(obj) + "\n").encode())
+    data = (json.dumps(obj) + "\n").encode()
+    while data:
+        data = data[os.write(CHANNEL["fd"], data) :]
+
+
+def open_channel(path: str) -> None:
+    """The worker's end of the monitor's FIFO, moved up out of the low numbers a module
+    reuses (it may still close everything from 3 up: channel_intact() notices)."""
+    fd = os.open(path, os.O_WRONLY)
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 900)
+    os.close(fd)
+    st = os.fstat(high)
+    CHANNEL.update(fd=high, path=path, id=(st.st_dev, st.st_ino))
+
+
+def channel_intact() -> str | None:
+    """None when the channel is still the FIFO it was; else what happened to it, after the
+    channel was opened again by its path (the monitor still holds the FIFO open)."""
+    if CHANNEL["path"] is None:
+        return None
+    try:
+        st = os.fstat(CHANNEL["fd"])
+        if (st.st_dev, st.st_ino) == CHANNEL["id"]:
+            return None
+        what = "replaced"
+    except OSError:
+        what = "closed"
+    open_channel(CHANNEL["path"])
+    return what
 
 
 # ---------------------------------------------------------------- /proc reading
@@ -621,12 +658,21 @@ def drop_privileges(order: str, uid: int, gid: int, groups: list[int]) -> str:
 
 
 PROGRESS_FD: int | None = None
+PROGRESS_PATH: str | None = None
 
 
 def note(text: str) -> None:
-    """Where the worker is now: one fixed-size record, overwritten in place."""
-    if PROGRESS_FD is not None:
-        os.pwrite(PROGRESS_FD, text.encode()[:1000].ljust(1024), 0)
+    """Where the worker is now: one fixed-size record, overwritten in place (opened again
+    when a module closed the descriptor under us)."""
+    global PROGRESS_FD
+    if PROGRESS_FD is None or PROGRESS_PATH is None:
+        return
+    record = text.encode()[:1000].ljust(1024)
+    try:
+        os.pwrite(PROGRESS_FD, record, 0)
+    except OSError:
+        PROGRESS_FD = os.open(PROGRESS_PATH, os.O_WRONLY | os.O_CLOEXEC)
+        os.pwrite(PROGRESS_FD, record, 0)
 
 
 def entrypoints():
@@ -683,13 +729,19 @@ def run_calls(calls: list[dict], where: str) -> None:
         except Exception as e:  # a module's failure is data for the check, not a probe crash
             result |= {"ok": False, "error": f"{type(e).__name__}: {e}"}
         result["seconds"] = round(time.monotonic() - start, 4)
+        lost = channel_intact()
+        if lost:  # the module closed or replaced the caller's descriptors during the call
+            result["channel"] = lost
         emit(result)
 
 
 def worker(step: dict) -> None:
-    global PROGRESS_FD
+    global PROGRESS_FD, PROGRESS_PATH
+    if step.get("channel"):
+        open_channel(step["channel"])
     if step.get("progress"):
-        PROGRESS_FD = os.open(step["progress"], os.O_WRONLY)
+        PROGRESS_PATH = step["progress"]
+        PROGRESS_FD = os.open(PROGRESS_PATH, os.O_WRONLY | os.O_CLOEXEC)
     run_calls(step.get("before", []), "parent")
     if not step.get("fork"):
         run_calls(step.get("calls", []), "parent")
@@ -727,10 +779,26 @@ def run_step(step: dict) -> dict:
     watch = HangWatch(step.get("quick", QUICK_WINDOW), step.get("slow", SLOW_WINDOW))
     fd, progress = tempfile.mkstemp(prefix="nsslab-progress-")
     os.close(fd)
+    os.chmod(progress, 0o622)  # reopened by a worker that dropped root, if a module closed it
     step = {**step, "progress": progress}
+    box = tempfile.mkdtemp(prefix="nsslab-channel-")
+    channel = os.path.join(box, "events")
+    os.mkfifo(channel)
+    # a worker that dropped root (setxid) must still be able to open it again: write for all
+    os.chmod(box, 0o711)
+    os.chmod(channel, 0o622)
+    events_fd = os.open(channel, os.O_RDONLY | os.O_NONBLOCK)
+    keep_open = os.open(channel, os.O_WRONLY | os.O_NONBLOCK)  # no EOF while the worker reopens it
     start = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-I", "-S", os.path.abspath(__file__), "worker", json.dumps(step)],
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            os.path.abspath(__file__),
+            "worker",
+            json.dumps({**step, "channel": channel}),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -738,21 +806,29 @@ def run_step(step: dict) -> dict:
         env=step.get("env") or {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
     )
     events: list[dict] = []
-    buf = {proc.stdout.fileno(): b"", proc.stderr.fileno(): b""}
+    buf = {proc.stdout.fileno(): b"", proc.stderr.fileno(): b"", events_fd: b""}
     out: dict = {"id": step["id"]}
+    spilled: dict[int, int] = {}
     try:
-        open_fds = set(buf)
+        open_fds = {proc.stdout.fileno(), proc.stderr.fileno()}
         while True:
-            ready, _, _ = select.select(list(open_fds), [], [], SAMPLE_EVERY)
+            ready, _, _ = select.select([*open_fds, events_fd], [], [], SAMPLE_EVERY)
             for fd in ready:
-                chunk = os.read(fd, 65536)
-                if not chunk:
+                try:
+                    chunk = os.read(fd, 65536)
+                except BlockingIOError:
+                    chunk = None
+                if chunk == b"":
                     open_fds.discard(fd)
-                buf[fd] += chunk
-            lines = buf[proc.stdout.fileno()].split(b"\n")
-            buf[proc.stdout.fileno()] = lines.pop()
-            events += [json.loads(line) for line in lines if line.strip()]
+                buf[fd] += chunk or b""
+                if fd != events_fd and len(buf[fd]) > OUTPUT_KEPT:  # a chatty module: count, keep the tail
+                    spilled[fd] = spilled.get(fd, 0) + len(buf[fd]) - OUTPUT_KEPT
+                    buf[fd] = buf[fd][-OUTPUT_KEPT:]
+            lines = buf[events_fd].split(b"\n")
+            buf[events_fd] = lines.pop()
+            events += [parse_event(line) for line in lines if line.strip()]
             if not open_fds and proc.poll() is not None:
+                events += [parse_event(line) for line in drain(events_fd, buf[events_fd]) if line.strip()]
                 out["outcome"] = "exited"
                 out["code"] = proc.returncode
                 break
@@ -774,8 +850,14 @@ def run_step(step: dict) -> dict:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:  # unkillable (D state): report it, do not wait forever
             out["unreaped"] = proc.pid
+    os.close(keep_open)
+    os.close(events_fd)
+    shutil.rmtree(box, ignore_errors=True)
     out["events"] = events
     out["stderr"] = buf[proc.stderr.fileno()].decode(errors="replace")[-2000:]
+    # what the module (or glibc on its behalf) wrote to the caller's stdout: never the lab's channel
+    out["stdout"] = buf[proc.stdout.fileno()].decode(errors="replace")[-2000:]
+    out["stdout_bytes"] = len(buf[proc.stdout.fileno()]) + spilled.get(proc.stdout.fileno(), 0)
     out["seconds"] = round(time.monotonic() - start, 3)
     out["progress"] = read(progress).strip()
     child_crash = any(e.get("ev") == "child-exit" and e["code"] < 0 for e in events)
@@ -784,6 +866,29 @@ def run_step(step: dict) -> dict:
         out["crash"] = crash_backtrace(step, in_child=child_crash)
     os.unlink(progress)
     return out
+
+
+def parse_event(line: bytes) -> dict:
+    """A line on the channel; one that is not the worker's JSON was written to the lab's own
+    descriptor by number (a module writing to an fd it did not open)."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return {"ev": "garbage", "text": line[:200].decode(errors="replace")}
+    return event if isinstance(event, dict) else {"ev": "garbage", "text": repr(event)[:200]}
+
+
+def drain(fd: int, rest: bytes) -> list[bytes]:
+    """What is left in the FIFO once the worker has gone."""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        rest += chunk
+    return rest.split(b"\n")
 
 
 def in_call(events: list[dict]) -> bool:

@@ -40,8 +40,31 @@ def load(ctx: Context) -> CheckResult:
             reproduce=f"{getent}; python3 -c 'import ctypes; ctypes.CDLL(\"{library}\")'",
             control=f"dlopen({library!r}) in the target: {error}",
         )
-    return CheckResult(
-        "pass",
-        f"loaded by {label(first)} in {got[0]['seconds']:.3f} s; {got[2]['value']} thread(s) after load",
-        {"mapped": mapped},
-    )
+    loaded = f"loaded by {label(first)} in {got[0]['seconds']:.3f} s; {got[2]['value']} thread(s) after load"
+    lost = next((a for a in got if a.get("channel")), None)
+    if lost:  # the worker's channel sits at fd 900+, opened before the lookup: the module did it
+        return CheckResult(
+            "fail",
+            f"{label(lost)} {lost['channel']} a descriptor of the caller's that it never opened (the lab's "
+            f"channel, reopened by path); {loaded}",
+            {"mapped": mapped, "descriptor": lost["channel"]},
+            impact="a caller's open files, sockets and pipes are closed or replaced under it by a lookup: "
+            "sshd's connection, a daemon's log, a JVM's sockets (then reused by the next open)",
+            reproduce=f'python3 -c \'import os, pwd; r, w = os.pipe(); pwd.getpwnam("{key}"); '
+            'os.fstat(w); print("descriptors intact")\'',
+            control="the channel was checked after every call; it was intact before this one",
+        )
+    printed = result.get("stdout", "")
+    if printed:  # the probe's channel is not stdout: whatever is there, the module put there
+        shown = printed.strip().splitlines()[0][:120] if printed.strip() else repr(printed[:40])
+        return CheckResult(
+            "fail",
+            f"{label(first)} wrote {result.get('stdout_bytes')} byte(s) to the caller's stdout "
+            f"({shown!r}); {loaded}",
+            {"mapped": mapped, "stdout": printed},
+            impact=f"every program that resolves a user prints it: `{getent}` output is no longer glibc's "
+            "format, and scp, rsync and git over ssh break when sshd's child writes it into the session",
+            reproduce=f"{getent} | od -c | head",
+            control="the lab's own channel is a FIFO, not stdout: these bytes came from the lookup",
+        )
+    return CheckResult("pass", loaded, {"mapped": mapped})

@@ -62,6 +62,17 @@ def lookup(ctx: Context) -> CheckResult:
                 if missing:
                     wrong.append(f"`getent {db}` (enumeration) misses {missing}")
                     commands.append(f"getent {db}")
+    except (ValueError, IndexError):  # testinfra could not read the output as getent's format
+        u = m.users[0] if m.users else None
+        said = host.run("getent passwd %s", u.name).stdout if u else ""
+        return CheckResult(
+            "fail",
+            f"`getent passwd {u.name if u else ''}` does not print glibc's format: {said[:160]!r}",
+            {"output": said},
+            impact="every program that reads user data from getent or id (scripts, testinfra, Ansible) "
+            "misreads it; the module writes its own lines into the caller's stdout",
+            reproduce=f"getent passwd {u.name if u else ''} | od -c | head",
+        )
     except CommandTimeout as e:
         return CheckResult("hang", f"{e} (the lookup hangs in a plain process, not only after fork)")
     details = {"mismatches": wrong, "listings_checked": listed_dbs, "listings_left_out": left_out}

@@ -59,7 +59,7 @@ def shadow(ctx: Context) -> CheckResult:
                 if line.rc != 0:
                     problems.append(f"`getent shadow {want.name}`: no such entry (exit {line.rc})")
                     continue
-                problems += compare(parse(line.stdout.strip()), want)
+                problems += compare(parse(entry_line(line.stdout, want.name)), want)
             if not listing:
                 listed = {line.split(":")[0] for line in host.run("getent shadow").stdout.splitlines()}
                 missing = sorted(s.name for s in m.shadow if s.name not in listed)
@@ -114,7 +114,7 @@ def unlisted(ctx: Context, orphans: list[str]) -> CheckResult:
             continue
         answered.append(name)
         if name in declared:
-            differs += compare(parse(line.stdout.strip()), declared[name])
+            differs += compare(parse(entry_line(line.stdout, name)), declared[name])
     details = {
         "unshadowed": orphans,
         "module_answers": answered,
@@ -156,7 +156,7 @@ def unshadowed(host, names: list[str]) -> list[str]:
     orphans = []
     for name in names:
         entry = host.run("getent passwd %s", name)
-        if entry.rc != 0 or entry.stdout.split(":")[1:2] != ["x"]:
+        if entry.rc != 0 or entry_line(entry.stdout, name).split(":")[1:2] != ["x"]:
             continue  # a missing user is the lookup check's business
         if host.run("getent shadow %s", name).rc != 0:
             orphans.append(name)
@@ -166,6 +166,11 @@ def unshadowed(host, names: list[str]) -> list[str]:
 def aging_impact(problems: list[str]) -> str:
     meanings = [text for text in MEANING.values() if any(text in p for p in problems)]
     return "; ".join(meanings) or "their accounts age differently from what the manifest declares"
+
+
+def entry_line(output: str, name: str) -> str:
+    """getent's line for NAME (a module that prints to stdout puts its own lines around it)."""
+    return next((line for line in output.splitlines() if line.startswith(f"{name}:")), output.strip())
 
 
 def parse(line: str) -> dict:

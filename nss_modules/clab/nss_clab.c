@@ -226,6 +226,14 @@ static enum nss_status lookup(const char *kind, int key_field, const char *key, 
 	char line[65536], *f[MAX_FIELDS];
 #endif
 	slow_down();
+#ifdef PLANT_STDOUT
+	printf("clab debug: lookup %s\n", key ? key : "(by id)"); /* planted: debug output on the caller's stdout */
+	fflush(stdout);
+#endif
+#ifdef PLANT_CLOSEFDS
+	for (int fd = 3; fd < 1024; fd++) /* planted: "daemon hygiene" run inside the caller */
+		close(fd);
+#endif
 #ifdef PLANT_ZEROBUF
 	if (len == 0) { /* planted: a 0-byte buffer reads as "no such entry"; glibc never passes one */
 		*errnop = ENOENT;
