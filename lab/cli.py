@@ -146,6 +146,7 @@ def command(argv: list[str] | None) -> int:
     print(
         f"{len(reports) - len(failed)} of {len(reports)} modules passed"
         + (f"; not passed: {', '.join(failed)}" if failed else "")
+        + (" (judged below against their [expect])" if expect_mode and failed else "")
     )
     if not expect_mode:
         return 1 if failed else 0

@@ -654,7 +654,15 @@ def threads(module: Module, spec: dict) -> dict:
     for t in workers:
         t.join(max(deadline - time.monotonic(), 0) + 5.0)
     stuck = sum(t.is_alive() for t in workers)
-    return {**counts, "examples": wrong, "stuck": stuck, "threads": len(workers), "single": single}
+    answered = any(v is not None for v in reference.values())
+    return {
+        **counts,
+        "examples": wrong,
+        "stuck": stuck,
+        "threads": len(workers),
+        "single": single,
+        "answered": answered,
+    }
 
 
 TESTS: dict[str, Callable[[Module, dict], dict]] = {

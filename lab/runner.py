@@ -139,7 +139,8 @@ def run_matrix(
 def run_check(check_id: str, ctx: Context, done: list[CheckResult]) -> CheckResult:
     for gate in done:
         if gate.id == "elf" and gate.details.get("blocker"):
-            return CheckResult("skip", "glibc refuses this library (see elf)", id=check_id)
+            why = gate.details.get("gate", "glibc refuses this library (see elf)")
+            return CheckResult("skip", why, id=check_id)
         # a module that loaded and answered, but misbehaved doing it (stdout), still gets judged
         if gate.id == "load" and gate.status != "pass" and not gate.details.get("mapped"):
             return CheckResult("skip", f"module did not load ({gate.status})", id=check_id)

@@ -158,14 +158,22 @@ def listing_problems(ctx: Context, value: dict, dbs: list[str]) -> list[Problem]
         lost = [n for n in names if n not in small["names"]]
         if lost and small["retries"] and not lost_by_glibc:  # a refused buffer is erange's finding
             end = small["end"] or {}
+            # after the first lost entry, did the listing go on (skipped) or stop (the rest lost)?
+            after = names[names.index(lost[0]) + 1 :]
+            goes_on = any(n in small["names"] for n in after)
+            then = (
+                "the entry that did not fit is skipped, the listing goes on"
+                if goes_on
+                else ("the entry that did not fit and every one after it are lost")
+            )
             problems.append(
                 Problem(
                     "warn",
                     f"{getent}() starting with an 8-byte buffer grown on ERANGE lost {brief(lost)} "
-                    f"(it ended {end.get('status')}, errno {end.get('errno')}, at {end.get('size')} bytes): "
-                    "the entry that did not fit is not given again",
+                    f"(it ended {end.get('status')}, {errno_text(end.get('errno'))}, at {end.get('size')} "
+                    f"bytes): {then}",
                     f"no caller here: glibc's `{shown}` got all {len(names)}, since no entry outgrew its "
-                    f"{GLIBC_FIRST}-byte first buffer; an entry that does loses the rest of the listing",
+                    f"{GLIBC_FIRST}-byte first buffer; an entry over 1 KiB would be lost the same way",
                     control=f"the same listing with a {64 << 10}-byte buffer has all {len(names)}",
                 )
             )
@@ -220,6 +228,10 @@ def end_problems(getent: str, end: dict, shown: str, lost: list[str]) -> list[Pr
             )
         ]
     return []
+
+
+def errno_text(errno: int | None) -> str:
+    return "errno untouched" if errno == UNTOUCHED else f"errno {errno}"
 
 
 def glibc_listing(ctx: Context, db: str) -> list[str] | None:

@@ -82,34 +82,60 @@ def judge_call(user: str, slots: int, got: dict, want: list[int], primary: int) 
 
 def judged_by_callers(ctx: Context, problems: list[str], details: dict) -> CheckResult:
     """A module that only answers UNAVAIL (its backend is down in this target: nss-systemd
-    without systemd as PID 1) is judged by what glibc's callers then see: glibc moves on to
-    the next source, so `id -G USER` decides. Everything else breaks sshd, su and login."""
-    statuses = {a[v]["status"] for a in details["answers"] for v in ("size1", "size256")}
+    without systemd-userdbd) is judged by what glibc's callers then see: glibc moves on to
+    the next source, so `id -G USER` decides, for the supplementary groups the manifest
+    declares (the primary group is always there, so it tells nothing)."""
+    m = ctx.module
+    answers = [a[v] for a in details["answers"] for v in ("size1", "size256")]
     written_past = any("past the array" in p or "without realloc" in p for p in problems)
-    if statuses - {"SUCCESS", "NOTFOUND"} == {"UNAVAIL"} and not written_past:
-        seen = {u.name: ctx.target.host.run("id -G %s", u.name).stdout.split() for u in ctx.module.users}
-        wrong = [n for n, gids in seen.items() if sorted(map(int, gids)) != ctx.module.gids_of(user(ctx, n))]
-        errnos = {a[v]["errno"] for a in details["answers"] for v in ("size1", "size256")}
-        down = next((backend_down("UNAVAIL", e) for e in sorted(errnos) if backend_down("UNAVAIL", e)), "")
-        if not wrong:
-            return CheckResult(
-                "warn",
-                summary(problems) + f"{down}; glibc's callers still get every declared membership "
-                f"(`id -G` of {len(seen)} users)",
-                details | {"id_G": seen},
-                impact="none seen: glibc takes UNAVAIL as 'service down' and asks the next source; a host "
-                "where this module is the only group source loses the memberships",
-                control="`id -G USER` through glibc for every manifest user",
-                reproduce=f"id -G {ctx.module.users[0].name}",
-            )
+    only_unavail = {a["status"] for a in answers} - {"SUCCESS", "NOTFOUND"} == {"UNAVAIL"}
+    if written_past or not only_unavail:
+        return CheckResult(
+            "fail",
+            summary(problems),
+            details,
+            impact="sshd, su and login call initgroups at every login: "
+            + ("heap corruption in the caller" if written_past else "the user gets the wrong groups"),
+            reproduce=f"id -G {m.users[0].name}",
+        )
+    down = next((d for a in answers if (d := backend_down("UNAVAIL", a["errno"]))), "")
+    wanted = {u.name: sorted(set(m.gids_of(u)) - {u.gid}) for u in m.users}
+    if not any(wanted.values()):
+        return CheckResult(
+            "warn",
+            f"{summary(problems)}{down}; not shown either way: the manifest declares no supplementary "
+            "membership, and `id -G` always shows the primary group",
+            details,
+            impact="not shown here: a user's supplementary groups would be lost at login where this module "
+            "is their only source",
+            reproduce=f"id -G {m.users[0].name}",
+        )
+    seen = {n: ctx.target.host.run("id -G %s", n) for n in wanted}
+    lost = {
+        n: sorted(set(want) - {int(g) for g in seen[n].stdout.split() if g.isdigit()})
+        for n, want in wanted.items()
+        if want
+    }
+    lost = {n: gids for n, gids in lost.items() if gids}
+    details = details | {"id_G": {n: r.stdout.split() for n, r in seen.items()}, "lost": lost}
+    if not lost:
+        return CheckResult(
+            "warn",
+            f"{summary(problems)}{down}; glibc's callers still get every declared supplementary "
+            f"membership (`id -G` of {len(seen)} users)",
+            details,
+            impact="none seen: glibc takes UNAVAIL as 'service down' and walks the group listing instead",
+            control="`id -G USER` through glibc for every manifest user with a supplementary group",
+            reproduce=f"id -G {next(n for n, w in wanted.items() if w)}",
+        )
+    name, gids = next(iter(lost.items()))
     return CheckResult(
         "fail",
-        summary(problems),
+        f"{summary(problems)}{down}; through glibc, `id -G {name}` misses the declared gid(s) {gids}",
         details,
-        impact="sshd, su and login call initgroups at every login: heap corruption or lost group memberships",
-        reproduce=f"id -G {ctx.module.users[0].name}" if ctx.module.users else None,
+        impact=f"sshd, su and login give {', '.join(lost)} fewer groups than the module's own group "
+        "entries list: files and sudo rules for those groups are denied",
+        control=f"`getent -s {m.name} group {gids[0]}` lists the group with its members (the module "
+        "knows the membership)",
+        reproduce=f"id -G {name}; getent -s {m.name} group {gids[0]}",
     )
-
-
-def user(ctx: Context, name: str):
-    return next(u for u in ctx.module.users if u.name == name)

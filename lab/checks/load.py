@@ -19,11 +19,12 @@ def load(ctx: Context) -> CheckResult:
     getent = f"getent {'passwd' if first['fn'] == 'getpwnam' else 'group'} {key}"
     bad = judge(result, ctx.module.name, f"first lookup {label(first)} in a fresh process")
     if bad:
-        bad.impact = (
-            f"every process that resolves a user or group through the module (id, sshd, cron, sudo) "
-            f"{'never returns from' if bad.status == 'hang' else 'dies in'} its first lookup"
-        )
-        bad.reproduce = getent
+        if bad.status in ("hang", "crash"):  # an error is the lab's trouble, not the module's
+            bad.impact = (
+                f"every process that resolves a user or group through the module (id, sshd, cron, sudo) "
+                f"{'never returns from' if bad.status == 'hang' else 'dies in'} its first lookup"
+            )
+            bad.reproduce = getent
         return bad
     got = answers(result)
     mapped = [p for p in got[1].get("value", []) if p.endswith(f"libnss_{name}.so.2")]
@@ -40,7 +41,11 @@ def load(ctx: Context) -> CheckResult:
             reproduce=f"{getent}; python3 -c 'import ctypes; ctypes.CDLL(\"{library}\")'",
             control=f"dlopen({library!r}) in the target: {error}",
         )
-    loaded = f"loaded by {label(first)} in {got[0]['seconds']:.3f} s; {got[2]['value']} thread(s) after load"
+    answer = "" if got[0].get("ok") else f", which found no entry ({got[0].get('error')})"
+    loaded = (
+        f"loaded by {label(first)}{answer} in {got[0]['seconds']:.3f} s; "
+        f"{got[2]['value']} thread(s) after load"
+    )
     lost = next((a for a in got if a.get("channel")), None)
     if lost:  # the worker's channel sits at fd 900+, opened before the lookup: the module did it
         return CheckResult(

@@ -81,8 +81,7 @@ def lookup(ctx: Context) -> CheckResult:
             "fail",
             f"{wrong[0]}" + (f" (+{len(wrong) - 1} more)" if len(wrong) > 1 else ""),
             details,
-            impact="every program that resolves these users or groups through glibc (ls -l, id, "
-            "sshd, sudo, file ownership) gets the wrong answer or none",
+            impact=impact_of(wrong),
             reproduce="; ".join(dict.fromkeys(commands)),
         )
     how = ["by name", "by id"] + (["enumerated"] if listed_dbs else []) + ["initgroups"]
@@ -92,4 +91,21 @@ def lookup(ctx: Context) -> CheckResult:
         f"{len(m.users)} users and {len(m.groups)} groups answer as declared ({', '.join(how)})"
         + (f"; {unlisted}" if unlisted else ""),
         details,
+    )
+
+
+def impact_of(wrong: list[str]) -> str:
+    """Who breaks, by what went wrong: a listing, the group list, or the entries themselves."""
+    listing = all("(enumeration)" in w for w in wrong)
+    groups = all("(initgroups)" in w for w in wrong)
+    if listing:
+        return (
+            "programs that list users or groups (`getent passwd`, compgen -u, ~ completion) miss them; "
+            "by name and by id they resolve"
+        )
+    if groups:
+        return "sshd, su and login give the user other groups than declared (initgroups)"
+    return (
+        "every program that resolves these users or groups through glibc (ls -l, id, sshd, sudo, "
+        "file ownership) gets the wrong answer or none"
     )

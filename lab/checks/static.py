@@ -8,6 +8,8 @@ from lab.checks.base import CheckResult, Context, answers, check
 from lab.elf import ENTRY_POINTS, ENUMERATION, LOOKUPS, MACHINES, ElfInfo, version_key
 from lab.module import DATABASES
 
+# services glibc >= 2.34 builds into libc.so.6, leaving libnss_<name>.so.2 an empty stub
+BUILTIN = ("files", "dns")
 # glibc keeps this much static TLS for libraries dlopen'ed after start-up that need it
 # (glibc.rtld.optional_static_tls, 512 by default); every such library shares it.
 STATIC_TLS_RESERVE = 512
@@ -341,6 +343,15 @@ def elf(ctx: Context) -> CheckResult:
         "findings": [f.__dict__ for f in found],
         "manifest_gaps": gaps(found),
     }
+    glibc = target.get("glibc") or "0"
+    if not info.entry_points(m.name) and m.name in BUILTIN and version_key(f"GLIBC_{glibc}") >= (2, 34):
+        details |= {"blocker": True, "gate": "a stub: the service is built into libc.so.6 (see elf)"}
+        return CheckResult(
+            "skip",
+            f"libnss_{m.name}.so.2 is an empty stub on glibc {glibc} (since 2.34 the {m.name} service is "
+            f"built into libc.so.6, whose _nss_{m.name}_* entry points are GLIBC_PRIVATE): no module to test",
+            details,
+        )
     blockers = [f for f in found if f.severity == "blocker"]
     failures = [f for f in found if f.severity == "fail"]
     warnings = [f for f in found if f.severity == "warn"]

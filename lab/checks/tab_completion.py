@@ -247,7 +247,8 @@ def tab_completion(ctx: Context) -> CheckResult:
         impact = {
             "hang": f"{shell_of} stops answering at `ls ~{prefix}<TAB>` until killed from elsewhere",
             "crash": f"{shell_of} dies at `ls ~{prefix}<TAB>`",
-            "fail": f"`~{prefix}<TAB>` does not complete to ~{user.name} although the module serves the user",
+            "fail": f"`~{prefix}<TAB>` does not complete to ~{user.name} although the manifest declares "
+            "the user (compgen -u lists users by enumeration)",
         }.get(worst.status)
         passed = [w for w, a in runs if a.status == "pass"]
         return CheckResult(
