@@ -17,7 +17,7 @@ from tests.conftest import MODULES, checks
 pytestmark = pytest.mark.sandbox
 
 HOST_FILES = ("/etc/nsswitch.conf", "/var/lib/dpkg/status")
-DEBIAN = ("extrausers", "db", "systemd", "sss", "ldapd")
+DEBIAN = ("extrausers", "db", "systemd", "sss", "ldapd", "cache", "unknown")
 
 
 def digests() -> dict[str, str]:
