@@ -64,7 +64,9 @@ def erange(ctx: Context) -> CheckResult:
                 scripts=first.get("scripts", {}),
             )
     if not tried:  # nothing answered SUCCESS: no buffer handling was seen, so nothing is claimed
-        statuses = sorted({q["reference"]["status"] for q in value["queries"]})
+        statuses = sorted(
+            {(q["reference"] or {"status": "an empty listing"})["status"] for q in value["queries"]}
+        )
         return CheckResult(
             "skip", f"no lookup answered SUCCESS ({', '.join(statuses)}): no buffer size to sweep", details
         )

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from lab.checks.base import CheckResult, Context, answers, check, judge, label
+from lab.checks.base import CheckResult, Context, answers, backend_down, check, judge, label
 
 
 @check("load")
@@ -42,6 +42,7 @@ def load(ctx: Context) -> CheckResult:
             control=f"dlopen({library!r}) in the target: {error}",
         )
     answer = "" if got[0].get("ok") else f", which found no entry ({got[0].get('error')})"
+    down = "" if got[0].get("ok") else backend_state(ctx, first)
     loaded = (
         f"loaded by {label(first)}{answer} in {got[0]['seconds']:.3f} s; "
         f"{got[2]['value']} thread(s) after load"
@@ -72,4 +73,25 @@ def load(ctx: Context) -> CheckResult:
             reproduce=f"{getent} | od -c | head",
             control="the lab's own channel is a FIFO, not stdout: these bytes came from the lookup",
         )
+    if down:  # a fact about the target, said once and plainly; the checks below judge its effect
+        return CheckResult(
+            "warn",
+            f"{loaded}; {down}",
+            {"mapped": mapped, "backend": down},
+            impact="on this target every caller finds none of the module's entries until its backend "
+            "runs; the checks below judge what callers see",
+            reproduce=getent,
+        )
     return CheckResult("pass", loaded, {"mapped": mapped})
+
+
+def backend_state(ctx: Context, first: dict) -> str:
+    """Why the first lookup found nothing, from the entry point itself: UNAVAIL with an errno
+    that says the module's daemon or socket is not there is the target's state, not a miss."""
+    db = "passwd" if first["fn"] == "getpwnam" else "group"
+    value, bad = ctx.direct("unknown", "the first lookup, direct", queries=[[db, "name", first.get("arg")]])
+    if bad or not value:
+        return ""
+    a = value["answers"][0]
+    why = backend_down(a["status"], a["errno"])
+    return f"{a['query']} answers {a['status']}{why}" if why else ""

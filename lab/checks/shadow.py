@@ -165,6 +165,8 @@ def unshadowed(host, names: list[str]) -> list[str]:
 
 def aging_impact(problems: list[str]) -> str:
     meanings = [text for text in MEANING.values() if any(text in p for p in problems)]
+    if not meanings and any("no such entry" in p for p in problems):
+        return "pam_unix finds no shadow entry for them: `su -` and ssh logins are refused"
     return "; ".join(meanings) or "their accounts age differently from what the manifest declares"
 
 

@@ -103,3 +103,17 @@ def test_the_result_carries_the_claim_to_every_report():
     r = CheckResult("fail", "r", impact="who breaks", control="ran alone", reproduce="getent -s x passwd")
     assert r.claims() == ["impact: who breaks", "control: ran alone", "reproduce: getent -s x passwd"]
     assert r.as_dict()["severity"] == "breaks-caller" and CheckResult("warn", "w").severity == "contract"
+
+
+def test_nothing_answered_is_a_skip_not_a_pass():
+    """A backend that is down answers UNAVAIL everywhere: erange has no buffer handling to judge."""
+    from lab.checks.erange import erange
+
+    value = {
+        "queries": [
+            {"query": "getpwnam_r('alice')", "reference": {"status": "UNAVAIL"}, "problems": {}, "tried": 0},
+            {"query": "getpwent_r()", "reference": None, "problems": {}, "tried": 0},
+        ]
+    }
+    result = erange(context(direct=lambda *a, **k: (value, None)))
+    assert result.status == "skip" and "UNAVAIL" in result.reason
