@@ -211,8 +211,8 @@ def end_problems(getent: str, end: dict, shown: str, lost: list[str]) -> list[Pr
                 "warn",
                 f"{getent}() ended the listing with {end['status']} (errno {end['errno']}), not NOTFOUND"
                 + backend_down(end["status"], end["errno"]),
-                "glibc ends this service's part of the listing either way; a caller that tells the end "
-                "from an error by errno sees an error",
+                "glibc ends this service's part of the listing either way; only where this module is the "
+                "last source does a caller that reads errno after getpwent's NULL see it",
                 shown,
             )
         ]
