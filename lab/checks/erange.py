@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from lab.checks.base import CheckResult, Context, check, differences, summary
 from lab.checks.reproducer import lookup_script
-from lab.entrypoints import BIG, GLIBC_FIRST
+from lab.entrypoints import BIG, DATABASES, GLIBC_FIRST
 from lab.errors import CommandTimeout
 
 BUDGET = 10.0  # seconds for the whole sweep; slow modules get sampled sizes, not a timeout
@@ -11,8 +11,8 @@ CONSEQUENCE = {
     "UNAVAIL": "glibc takes the service as down instead of retrying with a bigger buffer",
     "TRYAGAIN": "glibc retries with a bigger buffer only for ERANGE; this fails with EAGAIN",
 }
-GETENT = {"getpwnam_r": "passwd", "getpwuid_r": "passwd", "getgrnam_r": "group", "getgrgid_r": "group"}
-GETENT |= {"getspnam_r": "shadow"}
+# point-lookup entry point -> its database (getent's name for it), from the probe's one table
+GETENT = {fn: db for db, (_, lookups, _) in DATABASES.items() for fn in lookups.values()}
 
 
 @check("erange")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from lab.checks.base import UNKNOWN_NAME, CheckResult, Context, backend_down, check, summary
+from lab.checks.erange import GETENT
 
 UNKNOWN_ID = 4242424
 ENOENT, UNTOUCHED = 2, 0x7A7A  # entrypoints.ERRNO_SENTINEL: the module left errno alone
@@ -54,7 +55,7 @@ def judge_answer(service: str, a: dict) -> dict | None:
     """What glibc's callers make of one answer for a key that does not exist."""
     query = a["query"]
     fn, _, rest = query.partition("(")
-    db = {"getpw": "passwd", "getgr": "group", "getsp": "shadow"}[fn[:5]]
+    db = GETENT[fn]
     shown = f"getent -s {service} {db} {rest.rstrip(')').strip(chr(39))}"
     if a["status"] == "SUCCESS":
         return {
