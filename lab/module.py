@@ -11,9 +11,9 @@ from pathlib import Path
 
 from lab import elf
 from lab.errors import LabError
+from lab.results import STATUSES
 
 DATABASES = ("passwd", "group", "shadow", "initgroups")
-STATUSES = ("pass", "warn", "fail", "hang", "crash", "error", "skip")
 LIBRARY_NAME = re.compile(r"^libnss_(?P<name>[A-Za-z0-9_]+)\.so(\.2)?$")
 BUILD_TIMEOUT = 600.0
 

@@ -122,6 +122,12 @@ FATAL_SIGNALS = "SIGSEGV SIGABRT SIGBUS SIGFPE SIGILL SIGSYS SIGTRAP"
 CHANNEL = {"fd": 1, "path": None, "id": None}
 
 
+# The probe's own scratch files (progress record, channel FIFO, gdb scripts) live beside it,
+# in the directory the target made for it and removes with it: a run killed mid-step (Ctrl-C,
+# SIGKILL of the probe's group) leaves nothing in the target's /tmp.
+SCRATCH = os.path.dirname(os.path.abspath(__file__))
+
+
 def emit(obj: dict) -> None:
     # os.write, not print: forked children must not share Python's stdout buffer.
     data = (json.dumps(obj) + "\n").encode()
@@ -558,7 +564,7 @@ def run_gdb(args: list[str], script: str, env: dict | None = None, timeout: floa
     if not shutil.which("gdb"):
         return {"error": "gdb is not installed in the target"}
     text = GDB_COMMON + script.replace("GO_SCRIPT", repr(go_gdb_script()))
-    fd, path = tempfile.mkstemp(prefix="nsslab-gdb-", suffix=".gdb")
+    fd, path = tempfile.mkstemp(prefix="nsslab-gdb-", suffix=".gdb", dir=SCRATCH)
     os.write(fd, text.encode())
     os.close(fd)
     start = time.monotonic()
@@ -604,7 +610,7 @@ def crash_backtrace(step: dict, in_child: bool) -> dict:
     """Runs STEP again under gdb, stopping at the first fatal signal: the signal, the
     faulting address, every thread's backtrace and the maps at the moment of the crash."""
     follow = "set follow-fork-mode child\n" if in_child else ""
-    fd, path = tempfile.mkstemp(prefix="nsslab-step-", suffix=".json")
+    fd, path = tempfile.mkstemp(prefix="nsslab-step-", suffix=".json", dir=SCRATCH)
     os.write(fd, json.dumps(step).encode())
     os.close(fd)
     try:
@@ -777,11 +783,11 @@ def run_step(step: dict) -> dict:
     """Runs STEP in a fresh worker (its own process group) under the hang watch."""
     deadline = step.get("timeout", 20.0)
     watch = HangWatch(step.get("quick", QUICK_WINDOW), step.get("slow", SLOW_WINDOW))
-    fd, progress = tempfile.mkstemp(prefix="nsslab-progress-")
+    fd, progress = tempfile.mkstemp(prefix="nsslab-progress-", dir=SCRATCH)
     os.close(fd)
     os.chmod(progress, 0o622)  # reopened by a worker that dropped root, if a module closed it
     step = {**step, "progress": progress}
-    box = tempfile.mkdtemp(prefix="nsslab-channel-")
+    box = tempfile.mkdtemp(prefix="nsslab-channel-", dir=SCRATCH)
     channel = os.path.join(box, "events")
     os.mkfifo(channel)
     # a worker that dropped root (setxid) must still be able to open it again: write for all

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lab.backends.base import Target
@@ -89,16 +90,30 @@ class Context:
             extra += [["shadow", "name", u.name] for u in m.users]
         return out + [list(q) for q in dict.fromkeys(map(tuple, extra)) if list(q) not in out]
 
-    def enumerable(self) -> list[str]:
-        """The databases whose set/get/end*ent the library exports."""
-        if not self.module.enumerable:  # the manifest says there is no listing to count on
-            return []
+    def listings(self) -> dict[str, str | None]:
+        """Per manifest database with a listing in principle (not initgroups): None when the
+        checks may count on its listing (`getent passwd`, compgen -u), else why not. A
+        listing is the library's to offer: `enumerable = false`, or no set/get/end*ent
+        exported, means the checks leave it out instead of failing for it."""
         present = self.elf.entry_points(self.module.name)
-        return [
-            db
-            for db in ("passwd", "group", "shadow")
-            if db in self.module.databases and set(ENUMERATION[db]) <= present
-        ]
+        out: dict[str, str | None] = {}
+        for db in self.module.databases:
+            trio = ENUMERATION[db]
+            if not trio:
+                continue
+            if not self.module.enumerable:
+                out[db] = "the manifest says enumerable = false"
+            elif not set(trio) <= present:
+                missing = [e for e in trio if e not in present]
+                out[db] = f"the library exports no {'/'.join(missing)}"
+            else:
+                out[db] = None
+        return out
+
+    def enumerable(self) -> list[str]:
+        """The databases whose listing the checks may drive (see listings())."""
+        can = self.listings()
+        return [db for db in ("passwd", "group", "shadow") if db in can and can[db] is None]
 
     def direct(self, test: str, what: str, **spec: Any) -> tuple[Any, CheckResult | None]:
         """Runs entrypoints.py's TEST on the library in a fresh worker. Returns its
@@ -250,21 +265,52 @@ def summary(problems: list[str], limit: int = 3) -> str:
 
 # errno values with which a module says its backend (a daemon, a socket, PID 1) is not there
 BACKEND_DOWN = {
-    2,
-    3,
-    104,
-    110,
-    111,
-    112,
-    113,
-}  # ENOENT ESRCH ECONNRESET ETIMEDOUT ECONNREFUSED EHOSTDOWN EHOSTUNREACH
+    errno.ENOENT,
+    errno.ESRCH,
+    errno.ECONNRESET,
+    errno.ETIMEDOUT,
+    errno.ECONNREFUSED,
+    errno.EHOSTDOWN,
+    errno.EHOSTUNREACH,
+}
 
 
-def backend_down(status: str, errno: int) -> str:
+def backend_down(status: str, code: int) -> str:
     """A plain statement when UNAVAIL's errno says the backend is missing in this target."""
-    if status != "UNAVAIL" or errno not in BACKEND_DOWN:
+    if status != "UNAVAIL" or code not in BACKEND_DOWN:
         return ""
-    return f" (errno {errno}, {os.strerror(errno)}: the module's backend does not answer in this target)"
+    return f" (errno {code}, {os.strerror(code)}: the module's backend does not answer in this target)"
+
+
+@dataclass
+class Claim:
+    """One thing a check found and what it rests on, before the check's claims become one verdict."""
+
+    status: str  # fail: a real caller breaks; warn: no real caller meets it
+    text: str
+    impact: str
+    reproduce: str | None = None
+    control: str | None = None
+    scripts: dict[str, str] = field(default_factory=dict)
+
+
+def verdict(claims: list[Claim], details: dict, control: str | None = None) -> CheckResult | None:
+    """Fails before warns; the first claim of that status speaks for the verdict (its impact,
+    reproducer, control), the reason lists them all. None when nothing was found."""
+    for status in ("fail", "warn"):
+        chosen = [c for c in claims if c.status == status]
+        if chosen:
+            first = chosen[0]
+            return CheckResult(
+                status,
+                summary([f.text for f in chosen]),
+                details,
+                impact=first.impact,
+                reproduce=first.reproduce,
+                control=first.control or control,
+                scripts=first.scripts,
+            )
+    return None
 
 
 def brief(names: list, first: int = 4) -> str:

@@ -1,14 +1,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 
-from lab.checks.base import CheckResult, Context, backend_down, brief, check, summary
+from lab.checks.base import CheckResult, Claim, Context, backend_down, brief, check, summary, verdict
 from lab.elf import ENUMERATION
-from lab.entrypoints import GLIBC_FIRST, LISTING_LIMIT
+from lab.entrypoints import ENOENT, ERANGE, ERRNO_SENTINEL, GLIBC_FIRST, LISTING_LIMIT
 from lab.errors import CommandTimeout
 
-ENOENT, ERANGE, UNTOUCHED = 2, 34, 0x7A7A
+UNTOUCHED = ERRNO_SENTINEL  # the module left errno alone
 
 
 @check("enumeration")
@@ -42,17 +41,9 @@ def enumeration(ctx: Context) -> CheckResult:
         texts = [worst.reason, *extra, *(p.text for p in problems)]
         return CheckResult(worst.status, summary(texts), worst.details, worst.evidence)
     details = {"listings": value, "problems": [p.__dict__ for p in problems]}
-    fails = [p for p in problems if p.status == "fail"] or [p for p in problems if p.status == "warn"]
-    if fails:
-        first = fails[0]
-        return CheckResult(
-            first.status,
-            summary([p.text for p in fails]),
-            details,
-            impact=first.impact,
-            control=first.control,
-            reproduce=first.reproduce,
-        )
+    found = verdict(problems, details)
+    if found:
+        return found
     counts = ", ".join(f"{db} {len(value[db]['plain']['names'])}" for db in dbs)
     exact = "exactly the manifest" if ctx.module.exact else "every declared entry"
     return CheckResult(
@@ -63,23 +54,14 @@ def enumeration(ctx: Context) -> CheckResult:
     )
 
 
-@dataclass
-class Problem:
-    status: str  # fail: a real caller loses or mis-reads entries; warn: no real caller meets it
-    text: str
-    impact: str
-    reproduce: str | None = None
-    control: str | None = None
-
-
-def listing_problems(ctx: Context, value: dict, dbs: list[str]) -> list[Problem]:
+def listing_problems(ctx: Context, value: dict, dbs: list[str]) -> list[Claim]:
     m = ctx.module
     declared = {
         "passwd": [u.name for u in m.users],
         "group": [g.name for g in m.groups],
         "shadow": [s.name for s in m.shadow],
     }
-    problems: list[Problem] = []
+    problems: list[Claim] = []
     for db in dbs:
         setent, getent, _ = ENUMERATION[db]
         plain = value[db]["plain"]
@@ -88,7 +70,7 @@ def listing_problems(ctx: Context, value: dict, dbs: list[str]) -> list[Problem]
         shown = f"getent -s {m.name} {db}"
         if plain["looped"]:
             problems.append(
-                Problem(
+                Claim(
                     "fail",
                     f"{getent}() does not end: {brief(names[-4:])} came round again after "
                     f"{len(names)} entries",
@@ -103,7 +85,7 @@ def listing_problems(ctx: Context, value: dict, dbs: list[str]) -> list[Problem]
             twice = [n for n, c in Counter(names).items() if c > 1]
             if missing:
                 problems.append(
-                    Problem(
+                    Claim(
                         "fail", f"{getent}() listing misses {brief(missing)}", f"`{shown}` misses them", shown
                     )
                 )
@@ -111,7 +93,7 @@ def listing_problems(ctx: Context, value: dict, dbs: list[str]) -> list[Problem]
                 extra = [n for n in dict.fromkeys(names) if n not in want]
                 if extra:
                     problems.append(
-                        Problem(
+                        Claim(
                             "fail",
                             f"{getent}() lists {brief(extra)}, which the manifest does not declare "
                             "(exact = true)",
@@ -121,7 +103,7 @@ def listing_problems(ctx: Context, value: dict, dbs: list[str]) -> list[Problem]
                     )
             if twice:
                 problems.append(
-                    Problem(
+                    Claim(
                         "warn",
                         f"{getent}() lists {brief(twice)} more than once",
                         "`getent` and compgen show duplicates; lookups by name are unaffected",
@@ -131,7 +113,7 @@ def listing_problems(ctx: Context, value: dict, dbs: list[str]) -> list[Problem]
         lost_by_glibc = [n for n in names if glibc is not None and n not in glibc]
         if lost_by_glibc:
             problems.append(
-                Problem(
+                Claim(
                     "fail",
                     f"glibc's own `{shown}` (a {GLIBC_FIRST}-byte buffer, doubled on ERANGE) lists "
                     f"{len(glibc or [])} of the module's {len(names)} entries; "
@@ -146,7 +128,7 @@ def listing_problems(ctx: Context, value: dict, dbs: list[str]) -> list[Problem]
         if rewound != names:
             after = value[db]["after_partial"]
             problems.append(
-                Problem(
+                Claim(
                     "fail",
                     f"a second {setent}() after reading {after} did not rewind: the listing restarted "
                     f"with {rewound[:3]} instead of {names[:3]}",
@@ -167,7 +149,7 @@ def listing_problems(ctx: Context, value: dict, dbs: list[str]) -> list[Problem]
                 else ("the entry that did not fit and every one after it are lost")
             )
             problems.append(
-                Problem(
+                Claim(
                     "warn",
                     f"{getent}() starting with an 8-byte buffer grown on ERANGE lost {brief(lost)} "
                     f"(it ended {end.get('status')}, {errno_text(end.get('errno'))}, at {end.get('size')} "
@@ -181,7 +163,7 @@ def listing_problems(ctx: Context, value: dict, dbs: list[str]) -> list[Problem]
     if mixed:
         if mixed["looped"]:
             problems.append(
-                Problem(
+                Claim(
                     "fail",
                     "getpwent_r()/getgrent_r() interleaved never end (guest-oslogin#160): passwd gave "
                     f"{brief(mixed['names']['passwd'])}",
@@ -192,7 +174,7 @@ def listing_problems(ctx: Context, value: dict, dbs: list[str]) -> list[Problem]
             for db in ("passwd", "group"):
                 if mixed["names"][db] != value[db]["plain"]["names"]:
                     problems.append(
-                        Problem(
+                        Claim(
                             "fail",
                             f"interleaved with the other database, {ENUMERATION[db][1]}() listed "
                             f"{mixed['names'][db][:5]} instead of {value[db]['plain']['names'][:5]}",
@@ -202,12 +184,12 @@ def listing_problems(ctx: Context, value: dict, dbs: list[str]) -> list[Problem]
     return problems
 
 
-def end_problems(getent: str, end: dict, shown: str, lost: list[str]) -> list[Problem]:
+def end_problems(getent: str, end: dict, shown: str, lost: list[str]) -> list[Claim]:
     """How the listing ended. glibc moves on to the next service whatever a module ends
     with, so the status alone breaks no caller; a stale errno does (see below)."""
     if end["status"] != "NOTFOUND":
         return [
-            Problem(
+            Claim(
                 "warn",
                 f"{getent}() ended the listing with {end['status']} (errno {end['errno']}), not NOTFOUND"
                 + backend_down(end["status"], end["errno"]),
@@ -219,7 +201,7 @@ def end_problems(getent: str, end: dict, shown: str, lost: list[str]) -> list[Pr
     if end["errno"] not in (ENOENT, 0, UNTOUCHED):
         hint = " (glibc turns a stray ERANGE into EINVAL)" if end["errno"] == ERANGE else ""
         return [
-            Problem(
+            Claim(
                 "fail",
                 f"{getent}() ended with errno {end['errno']}, not ENOENT: callers see an error{hint}",
                 "a caller that follows POSIX (errno = 0, getpwent() until NULL, then errno) reports "

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from lab.checks.base import CheckResult, Context, check, differences, summary
+from lab.checks.base import CheckResult, Claim, Context, check, differences, verdict
 from lab.checks.reproducer import lookup_script
 from lab.entrypoints import BIG, DATABASES, GLIBC_FIRST
 from lab.errors import CommandTimeout
@@ -47,22 +47,11 @@ def erange(ctx: Context) -> CheckResult:
         q["query"]: {k: q.get(k) for k in ("needed", "fitted", "reference_size")} for q in value["queries"]
     }
     details = {"queries": value["queries"], "sizes": sizes, "problems": [f["text"] for f in findings]}
-    for status in ("fail", "warn"):
-        # lead with what a real caller meets: the biggest buffer, a point lookup with a reproducer
-        chosen = sorted(
-            (f for f in findings if f["status"] == status), key=lambda f: ("scripts" not in f, -f["largest"])
-        )
-        if chosen:
-            first = chosen[0]
-            return CheckResult(
-                status,
-                summary([f["text"] for f in chosen]),
-                details,
-                impact=first["impact"],
-                control=first.get("control"),
-                reproduce=first.get("reproduce"),
-                scripts=first.get("scripts", {}),
-            )
+    # lead with what a real caller meets: a point lookup with a reproducer, the biggest buffer
+    ranked = sorted(findings, key=lambda f: ("scripts" not in f, -f["largest"]))
+    found = verdict([as_claim(f) for f in ranked], details)
+    if found:
+        return found
     if not tried:  # nothing answered SUCCESS: no buffer handling was seen, so nothing is claimed
         statuses = sorted(
             {(q["reference"] or {"status": "an empty listing"})["status"] for q in value["queries"]}
@@ -77,6 +66,11 @@ def erange(ctx: Context) -> CheckResult:
         f"exact answer or TRYAGAIN/ERANGE, guard bytes intact{sampled}",
         details,
     )
+
+
+def as_claim(f: dict) -> Claim:
+    keys = ("status", "text", "impact", "reproduce", "control", "scripts")
+    return Claim(**{k: f[k] for k in keys if k in f})
 
 
 def judge_query(ctx: Context, q: dict) -> list[dict]:

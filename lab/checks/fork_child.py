@@ -4,7 +4,6 @@ import json
 import shlex
 
 from lab.checks.base import CheckResult, Context, answers, check, judge, label, wrong_answer
-from lab.checks.static import listings
 
 FORKS = 5  # children per entry point after use: the freeze is a race, one child may win it
 # The listing calls, by the database whose set/get/end*ent they need.
@@ -36,7 +35,7 @@ def fork_child(ctx: Context) -> CheckResult:
     The listing calls (getpwall, getgrall: set/get/end*ent) are left out, and the reason
     says so, where the module offers no listing (`enumerable = false`, or no set*ent)."""
     warm = ctx.first_lookup()
-    can_list = listings(ctx)
+    can_list = ctx.listings()
     calls, left_out = [], {}
     for call in ctx.entry_calls():
         db = LISTING.get(call["fn"])

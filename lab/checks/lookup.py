@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from lab.checks.base import CheckResult, Context, check
-from lab.checks.static import listings
 from lab.errors import CommandTimeout
 
 
@@ -21,7 +20,7 @@ def lookup(ctx: Context) -> CheckResult:
     host = ctx.target.host
     wrong: list[str] = []
     commands: list[str] = []  # per mismatch, the command that shows it
-    can_list = listings(ctx)
+    can_list = ctx.listings()
     left_out = {db: why for db, why in can_list.items() if why and db in ("passwd", "group")}
 
     def same(what: str, got: object, want: object, command: str) -> None:

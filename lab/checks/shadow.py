@@ -4,7 +4,6 @@ import shlex
 from pathlib import Path
 
 from lab.checks.base import CheckResult, Context, check, summary
-from lab.checks.static import listings
 from lab.elf import LOOKUPS
 from lab.errors import CommandTimeout
 from lab.module import Shadow
@@ -42,7 +41,7 @@ def shadow(ctx: Context) -> CheckResult:
     declared = "shadow" in m.databases and bool(m.shadow)
     if not declared and not m.users:
         return CheckResult("skip", "no module users and no [[shadow]] entries to ask for")
-    listing = listings(ctx).get("shadow")
+    listing = ctx.listings().get("shadow")
     problems: list[str] = []
     try:
         orphans = unshadowed(host, [u.name for u in m.users])

@@ -112,27 +112,6 @@ def databases_line(databases: list[str], extra: list[str]) -> str:
     return "databases = [" + ", ".join(f'"{db}"' for db in listed) + "]"
 
 
-def listings(ctx: Context) -> dict[str, str | None]:
-    """Per manifest database with a listing in principle (not initgroups): None when the
-    checks may count on its listing (`getent passwd`, compgen -u), else why not. A
-    listing is the library's to offer: `enumerable = false`, or no set/get/end*ent
-    exported, means the checks leave it out instead of failing for it."""
-    present = ctx.elf.entry_points(ctx.module.name)
-    out: dict[str, str | None] = {}
-    for db in ctx.module.databases:
-        trio = ENUMERATION[db]
-        if not trio:
-            continue
-        if not ctx.module.enumerable:
-            out[db] = "the manifest says enumerable = false"
-        elif not set(trio) <= present:
-            missing = [e for e in trio if e not in present]
-            out[db] = f"the library exports no {'/'.join(missing)}"
-        else:
-            out[db] = None
-    return out
-
-
 def findings(
     info: ElfInfo, service: str, databases: list[str], enumerable: bool, target: dict
 ) -> list[Finding]:

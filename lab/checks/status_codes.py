@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-from lab.checks.base import UNKNOWN_NAME, CheckResult, Context, backend_down, check, summary
+from lab.checks.base import UNKNOWN_NAME, CheckResult, Claim, Context, backend_down, check, verdict
 from lab.checks.erange import GETENT
+from lab.entrypoints import ENOENT, ERANGE
+from lab.entrypoints import ERRNO_SENTINEL as UNTOUCHED
 
 UNKNOWN_ID = 4242424
-ENOENT, UNTOUCHED = 2, 0x7A7A  # entrypoints.ERRNO_SENTINEL: the module left errno alone
 
 
 @check("status-codes")
@@ -35,60 +36,55 @@ def status_codes(ctx: Context) -> CheckResult:
         return bad
     findings = [f for a in value["answers"] if (f := judge_answer(ctx.module.name, a))]
     details = {"answers": value["answers"]}
-    for status in ("fail", "warn"):
-        chosen = [f for f in findings if f["status"] == status]
-        if chosen:
-            first = chosen[0]
-            return CheckResult(
-                status,
-                summary([f["text"] for f in chosen]),
-                details,
-                impact=first["impact"],
-                reproduce=first["reproduce"],
-                control=f"{len(value['answers']) - len(findings)} of {len(value['answers'])} unknown keys "
-                "answered NOTFOUND",
-            )
+    found = verdict(
+        findings,
+        details,
+        control=f"{len(value['answers']) - len(findings)} of {len(value['answers'])} unknown keys "
+        "answered NOTFOUND",
+    )
+    if found:
+        return found
     return CheckResult("pass", f"{len(queries)} unknown keys: NOTFOUND with errno ENOENT/0", details)
 
 
-def judge_answer(service: str, a: dict) -> dict | None:
+def judge_answer(service: str, a: dict) -> Claim | None:
     """What glibc's callers make of one answer for a key that does not exist."""
     query = a["query"]
     fn, _, rest = query.partition("(")
     db = GETENT[fn]
     shown = f"getent -s {service} {db} {rest.rstrip(')').strip(chr(39))}"
     if a["status"] == "SUCCESS":
-        return {
-            "status": "fail",
-            "text": f"{query} returned SUCCESS for an entry that does not exist: {a['value']}",
-            "impact": "a key nobody has resolves: `id` names a user that does not exist, every typo is a "
+        return Claim(
+            status="fail",
+            text=f"{query} returned SUCCESS for an entry that does not exist: {a['value']}",
+            impact="a key nobody has resolves: `id` names a user that does not exist, every typo is a "
             "valid login name or id, useradd finds no free uid",
-            "reproduce": shown,
-        }
-    if a["status"] == "TRYAGAIN" and a["errno"] != 34:
-        return {
-            "status": "fail",
-            "text": f"{query} returned TRYAGAIN (errno {a['errno']}), not NOTFOUND",
-            "impact": "glibc hands the caller EAGAIN: `id x` and sudo report a temporary failure, not "
+            reproduce=shown,
+        )
+    if a["status"] == "TRYAGAIN" and a["errno"] != ERANGE:
+        return Claim(
+            status="fail",
+            text=f"{query} returned TRYAGAIN (errno {a['errno']}), not NOTFOUND",
+            impact="glibc hands the caller EAGAIN: `id x` and sudo report a temporary failure, not "
             "'no such user'",
-            "reproduce": shown,
-        }
+            reproduce=shown,
+        )
     if a["status"] != "NOTFOUND":  # UNAVAIL (or ERANGE past glibc's growth): glibc asks the next source
-        return {
-            "status": "warn",
-            "text": f"{query} returned {a['status']} (errno {a['errno']}), not NOTFOUND"
+        return Claim(
+            status="warn",
+            text=f"{query} returned {a['status']} (errno {a['errno']}), not NOTFOUND"
             + backend_down(a["status"], a["errno"]),
-            "impact": "glibc goes on to the next source, so callers still get 'no such entry'; "
+            impact="glibc goes on to the next source, so callers still get 'no such entry'; "
             "`[NOTFOUND=return]` in nsswitch.conf no longer applies, and sshd and sudo log the service "
             "as down",
-            "reproduce": shown,
-        }
+            reproduce=shown,
+        )
     if a["errno"] not in (ENOENT, 0, UNTOUCHED):
-        return {
-            "status": "warn",
-            "text": f"{query} returned NOTFOUND with errno {a['errno']}, not ENOENT or 0",
-            "impact": "glibc's callers get 'no such entry'; only a caller that reads errno after a miss "
+        return Claim(
+            status="warn",
+            text=f"{query} returned NOTFOUND with errno {a['errno']}, not ENOENT or 0",
+            impact="glibc's callers get 'no such entry'; only a caller that reads errno after a miss "
             "sees the stray value",
-            "reproduce": shown,
-        }
+            reproduce=shown,
+        )
     return None

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import pexpect
 
 from lab.checks.base import CheckResult, Context, check, describe_hang, forensic
-from lab.checks.static import listings
 from lab.forensics import diagnose_hang
 
 BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
@@ -173,7 +172,7 @@ def tab_completion(ctx: Context) -> CheckResult:
     target, m = ctx.target, ctx.module
     if target.run(["test", "-r", BASH_COMPLETION]).rc != 0 or target.run(["test", "-x", "/bin/bash"]).rc:
         return CheckResult("skip", f"bash or {BASH_COMPLETION} is not installed in the target")
-    why = listings(ctx).get("passwd", "the module serves no passwd database")
+    why = ctx.listings().get("passwd", "the module serves no passwd database")
     if why:
         return CheckResult(
             "skip",

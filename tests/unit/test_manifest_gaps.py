@@ -8,8 +8,9 @@ import ast
 import shlex
 from types import SimpleNamespace
 
+from lab.checks.base import Context
 from lab.checks.fork_child import reproducer
-from lab.checks.static import entry_point_findings, listings
+from lab.checks.static import entry_point_findings
 from lab.elf import ENTRY_POINTS, ENUMERATION
 
 CLAB = {e for db in ("passwd", "group", "shadow", "initgroups") for e in ENTRY_POINTS[db]}
@@ -65,19 +66,19 @@ def test_a_partial_trio_stays_a_fail_and_one_database_without_listing_is_only_no
     assert "fail" not in found and "warn" not in found
 
 
-def ctx(present: set[str], databases: list[str], enumerable: bool = True) -> SimpleNamespace:
+def ctx(present: set[str], databases: list[str], enumerable: bool = True) -> Context:
     module = SimpleNamespace(name="x", databases=databases, enumerable=enumerable)
     elf = SimpleNamespace(entry_points=lambda service: present)
-    return SimpleNamespace(module=module, elf=elf)
+    return Context(target=None, module=module, elf=elf)  # type: ignore[arg-type]
 
 
 def test_listings_say_which_listing_the_checks_may_count_on():
-    assert listings(ctx(CLAB, ALL)) == {"passwd": None, "group": None, "shadow": None}
-    left = listings(ctx(CLAB, ALL, enumerable=False))
+    assert ctx(CLAB, ALL).listings() == {"passwd": None, "group": None, "shadow": None}
+    left = ctx(CLAB, ALL, enumerable=False).listings()
     assert set(left) == {"passwd", "group", "shadow"} and all(left.values())
-    missing = listings(ctx(NOENUM, ["passwd", "group"]))
+    missing = ctx(NOENUM, ["passwd", "group"]).listings()
     assert all(missing.values()) and "setpwent" in missing["passwd"]
-    assert listings(ctx(CLAB, ["passwd"])) == {"passwd": None}  # only the manifest's databases
+    assert ctx(CLAB, ["passwd"]).listings() == {"passwd": None}  # only the manifest's databases
 
 
 def test_fork_reproducer_is_a_python_program():
