@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from lab.backends import close_all
@@ -34,12 +36,24 @@ BUILTIN = Path(__file__).resolve().parent.parent / "nss_modules"
 DEMO = ["golab", "clab"]
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, unwound like Ctrl-C so every finally block tears its target down
+    (killed by the default action, the run would leave its sandbox workdir behind)."""
+
+
+def terminate(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if threading.current_thread() is threading.main_thread():  # signal handlers live there only
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, terminate)
     try:
         return command(argv)
-    except KeyboardInterrupt:  # the runner's finally blocks have already cleaned up
+    except KeyboardInterrupt as e:  # the runner's finally blocks have already cleaned up
         print("nsslab: interrupted", file=sys.stderr)
-        return 130
+        return 128 + (e.args[0] if isinstance(e, Terminated) else signal.SIGINT)
     except LabError as e:
         print(f"nsslab: {e}", file=sys.stderr)
         return 1

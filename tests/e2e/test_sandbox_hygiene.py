@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -140,3 +143,38 @@ def test_inspect_reads_headers_without_loading(capsys, tmp_path):
     text.write_text("hello")
     assert main(["inspect", str(text)]) == 1
     assert capsys.readouterr().err.strip() == f"nsslab: {text}: not an ELF file"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_run_leaves_nothing(sig):
+    """Ctrl-C or SIGTERM mid-run (sssd running behind the module): the run unwinds, stops the
+    service, leaves the namespace, and removes its workdir. Before the SIGTERM handler, the
+    default action left the sandbox's /tmp/nsslab-* workdir behind."""
+    before = snapshot()
+    lab = subprocess.Popen(
+        [sys.executable, "-m", "lab.cli", "run", str(MODULES / "debian" / "sss")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 60
+    while not any("sssd" in p for p in lab_processes_and_daemons()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    lab.send_signal(sig)
+    out, _ = lab.communicate(timeout=60)
+    assert lab.returncode == 128 + sig, out
+    assert b"nsslab: interrupted" in out
+    time.sleep(1)
+    assert snapshot() == before
+    assert not any("sssd" in p for p in lab_processes_and_daemons())
+
+
+def lab_processes_and_daemons() -> list[str]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            found.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            pass
+    return found
