@@ -242,9 +242,29 @@ class Module:
 def run(spec: dict, note: Callable[[str], None]) -> dict:
     """The worker's entry: spec["fn"] is "nss:<test>"."""
     test = spec["fn"].split(":", 1)[1]
+    table = TESTS if test in TESTS else sibling_tests()
     note(f"dlopen({spec['library']})")
     module = Module(spec["library"], spec["service"], note)
-    return TESTS[test](module, spec)
+    return table[test](module, spec)
+
+
+def sibling_tests() -> dict[str, Callable[["Module", dict], dict]]:
+    """The tests of the caller-side checks: every probe_*.py beside this file, one area each
+    (they import this file as nsslab_entrypoints inside the target, lab.entrypoints here)."""
+    import glob
+    import importlib.util
+
+    table = dict(TESTS)
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.modules.setdefault("nsslab_entrypoints", sys.modules[__name__])
+    for path in sorted(glob.glob(os.path.join(here, "probe_*.py"))):
+        name = "nsslab_" + os.path.basename(path)[:-3]
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        table.update(module.TESTS)
+    return table
 
 
 # ---------------------------------------------------------------- erange

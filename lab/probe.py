@@ -682,10 +682,14 @@ def note(text: str) -> None:
 
 
 def entrypoints():
-    """entrypoints.py from beside this file (-I keeps this directory off sys.path)."""
+    """entrypoints.py from beside this file (-I keeps this directory off sys.path), under
+    the name its sibling probe_*.py files import it by."""
+    if "nsslab_entrypoints" in sys.modules:
+        return sys.modules["nsslab_entrypoints"]
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "entrypoints.py")
     spec = importlib.util.spec_from_file_location("nsslab_entrypoints", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules["nsslab_entrypoints"] = module
     spec.loader.exec_module(module)
     return module
 

@@ -27,7 +27,8 @@ from lab.probe import GDB_TIMEOUT
 
 LAB = Path(__file__).resolve().parent.parent
 # What runs inside a target: the probe, and the direct entry-point calls it loads from beside it.
-PROBE_FILES = (LAB / "probe.py", LAB / "entrypoints.py")
+# The caller-side checks' tests are lab/probe_*.py, loaded by entrypoints.py from beside it.
+PROBE_FILES = (LAB / "probe.py", LAB / "entrypoints.py", *sorted(LAB.glob("probe_*.py")))
 DEFAULT_TIMEOUT = 10.0
 EVIDENCE_BOUND = 2 * GDB_TIMEOUT + 5  # two gdb runs, and slack
 

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifndef NSS_NAME
 #define NSS_NAME clab
@@ -41,6 +42,36 @@
 #define MAX_FIELDS 10
 
 typedef enum nss_status (*filler)(char **fields, void *ent, char *buf, size_t len, int *errnop);
+
+/* The planted defects of the caller-side checks live in their own files, one area each,
+ * compiled into every build: each file's hooks are empty unless its PLANT_* is defined.
+ * before() may answer the call itself (returns 1, *st set); after() sees the answer. */
+struct plant_call {
+	const char *fn;	  /* the entry point without its prefix: "getpwnam_r", "setpwent" */
+	const char *kind; /* "passwd", "group", "shadow" */
+	const char *key;  /* the name or the id as text; NULL in the enumeration */
+	void *ent;	  /* the caller's struct; NULL in set/end*ent and initgroups_dyn */
+	char *buf;
+	size_t len;
+	int *errnop;
+};
+#include "plants_contract.c"
+#include "plants_fds.c"
+#include "plants_host.c"
+#include "plants_robust.c"
+
+static int planted_before(struct plant_call *c, enum nss_status *st)
+{
+	return robust_before(c, st) || host_before(c, st) || fds_before(c, st) || contract_before(c, st);
+}
+
+static void planted_after(struct plant_call *c, enum nss_status *st)
+{
+	robust_after(c, st);
+	host_after(c, st);
+	fds_after(c, st);
+	contract_after(c, st);
+}
 
 /* unused: PLANT_NOENUM leaves the enumeration out */
 static pthread_mutex_t enum_lock __attribute__((unused)) = PTHREAD_MUTEX_INITIALIZER;
@@ -216,8 +247,23 @@ static int find(const char *kind, int key_field, const char *key, long *cursor, 
 	return found;
 }
 
-static enum nss_status lookup(const char *kind, int key_field, const char *key, filler fill,
-			      void *ent, char *buf, size_t len, int *errnop)
+static enum nss_status lookup_file(const char *kind, int key_field, const char *key, filler fill,
+				   void *ent, char *buf, size_t len, int *errnop);
+
+static enum nss_status lookup(const char *fn, const char *kind, int key_field, const char *key,
+			      filler fill, void *ent, char *buf, size_t len, int *errnop)
+{
+	struct plant_call call = {fn, kind, key, ent, buf, len, errnop};
+	enum nss_status st;
+	if (planted_before(&call, &st))
+		return st;
+	st = lookup_file(kind, key_field, key, fill, ent, buf, len, errnop);
+	planted_after(&call, &st);
+	return st;
+}
+
+static enum nss_status lookup_file(const char *kind, int key_field, const char *key, filler fill,
+				   void *ent, char *buf, size_t len, int *errnop)
 {
 #ifdef PLANT_RACE
 	static char line[65536]; /* planted: one parse buffer shared by every thread */
@@ -264,34 +310,34 @@ static void key_of(unsigned id, char *key, size_t size)
 enum nss_status ENTRY(getpwnam_r)(const char *name, struct passwd *pw, char *buf, size_t len,
 				  int *errnop)
 {
-	return lookup("passwd", 1, name, fill_passwd, pw, buf, len, errnop);
+	return lookup("getpwnam_r", "passwd", 1, name, fill_passwd, pw, buf, len, errnop);
 }
 
 enum nss_status ENTRY(getpwuid_r)(uid_t uid, struct passwd *pw, char *buf, size_t len, int *errnop)
 {
 	char key[32];
 	key_of(uid, key, sizeof key);
-	return lookup("passwd", 2, key, fill_passwd, pw, buf, len, errnop);
+	return lookup("getpwuid_r", "passwd", 2, key, fill_passwd, pw, buf, len, errnop);
 }
 
 enum nss_status ENTRY(getgrnam_r)(const char *name, struct group *gr, char *buf, size_t len,
 				  int *errnop)
 {
-	return lookup("group", 1, name, fill_group, gr, buf, len, errnop);
+	return lookup("getgrnam_r", "group", 1, name, fill_group, gr, buf, len, errnop);
 }
 
 enum nss_status ENTRY(getgrgid_r)(gid_t gid, struct group *gr, char *buf, size_t len, int *errnop)
 {
 	char key[32];
 	key_of(gid, key, sizeof key);
-	return lookup("group", 2, key, fill_group, gr, buf, len, errnop);
+	return lookup("getgrgid_r", "group", 2, key, fill_group, gr, buf, len, errnop);
 }
 
 #ifndef PLANT_NOSHADOW /* planted: no shadow database, yet passwd still says "x" */
 enum nss_status ENTRY(getspnam_r)(const char *name, struct spwd *sp, char *buf, size_t len,
 				  int *errnop)
 {
-	return lookup("shadow", 1, name, fill_shadow, sp, buf, len, errnop);
+	return lookup("getspnam_r", "shadow", 1, name, fill_shadow, sp, buf, len, errnop);
 }
 #endif
 
@@ -334,22 +380,32 @@ static FILE *listing; /* planted: the listing's stream, opened only by set*ent *
 #define ENUMERATION(db, type, kind, cursor, fill, linesize)                                  \
 	enum nss_status ENTRY(set##db##ent)(int stayopen)                                    \
 	{                                                                                    \
+		struct plant_call call = {"set" #db "ent", kind, NULL, NULL, NULL, 0, NULL}; \
+		enum nss_status st = NSS_STATUS_SUCCESS;                                     \
 		(void)stayopen;                                                              \
+		if (planted_before(&call, &st))                                              \
+			return st;                                                           \
 		slow_down();                                                                 \
 		pthread_mutex_lock(&enum_lock);                                              \
 		OPEN_LISTING();                                                              \
 		if (REWINDS(cursor))                                                         \
 			cursor = 0;                                                          \
 		pthread_mutex_unlock(&enum_lock);                                            \
-		return NSS_STATUS_SUCCESS;                                                   \
+		planted_after(&call, &st);                                                   \
+		return st;                                                                   \
 	}                                                                                    \
 	enum nss_status ENTRY(end##db##ent)(void)                                            \
 	{                                                                                    \
+		struct plant_call call = {"end" #db "ent", kind, NULL, NULL, NULL, 0, NULL}; \
+		enum nss_status st = NSS_STATUS_SUCCESS;                                     \
+		if (planted_before(&call, &st))                                              \
+			return st;                                                           \
 		pthread_mutex_lock(&enum_lock);                                              \
 		CLOSE_LISTING();                                                             \
 		cursor = -1;                                                                 \
 		pthread_mutex_unlock(&enum_lock);                                            \
-		return NSS_STATUS_SUCCESS;                                                   \
+		planted_after(&call, &st);                                                   \
+		return st;                                                                   \
 	}                                                                                    \
 	enum nss_status ENTRY(get##db##ent_r)(struct type * ent, char *buf, size_t len,      \
 					      int *errnop)                                   \
@@ -357,6 +413,9 @@ static FILE *listing; /* planted: the listing's stream, opened only by set*ent *
 		static char line[linesize];                                                  \
 		char *f[MAX_FIELDS];                                                         \
 		enum nss_status st;                                                          \
+		struct plant_call call = {"get" #db "ent_r", kind, NULL, ent, buf, len, errnop}; \
+		if (planted_before(&call, &st))                                              \
+			return st;                                                           \
 		slow_down();                                                                 \
 		pthread_mutex_lock(&enum_lock);                                              \
 		PEEK_LISTING();                                                              \
@@ -372,6 +431,7 @@ static FILE *listing; /* planted: the listing's stream, opened only by set*ent *
 				cursor = next;                                               \
 		}                                                                            \
 		pthread_mutex_unlock(&enum_lock);                                            \
+		planted_after(&call, &st);                                                   \
 		return st;                                                                   \
 	}
 
@@ -428,6 +488,10 @@ enum nss_status ENTRY(initgroups_dyn)(const char *user, gid_t skipgroup, long *s
 	char line[65536], *f[MAX_FIELDS], *m, *save;
 	long cursor = 0;
 	int r;
+	struct plant_call call = {"initgroups_dyn", "group", user, NULL, NULL, 0, errnop};
+	enum nss_status st = NSS_STATUS_SUCCESS;
+	if (planted_before(&call, &st))
+		return st;
 	slow_down();
 	while ((r = find("group", 0, NULL, &cursor, line, sizeof line, f)) > 0) {
 		gid_t gid = (gid_t)strtoul(f[2], NULL, 10);
@@ -441,7 +505,8 @@ enum nss_status ENTRY(initgroups_dyn)(const char *user, gid_t skipgroup, long *s
 	}
 	if (r < 0) {
 		*errnop = errno;
-		return NSS_STATUS_UNAVAIL;
+		st = NSS_STATUS_UNAVAIL;
 	}
-	return NSS_STATUS_SUCCESS;
+	planted_after(&call, &st);
+	return st;
 }
