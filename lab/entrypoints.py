@@ -248,7 +248,7 @@ def run(spec: dict, note: Callable[[str], None]) -> dict:
     return table[test](module, spec)
 
 
-def sibling_tests() -> dict[str, Callable[["Module", dict], dict]]:
+def sibling_tests() -> dict[str, Callable[[Module, dict], dict]]:
     """The tests of the caller-side checks: every probe_*.py beside this file, one area each
     (they import this file as nsslab_entrypoints inside the target, lab.entrypoints here)."""
     import glob
