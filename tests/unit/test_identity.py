@@ -1,4 +1,4 @@
-"""identity's judgment on fixture observations (the shape probe_hazards.identity returns)."""
+"""identity's judgment on fixture observations (the shape probe_identity.identity returns)."""
 
 from __future__ import annotations
 
