@@ -24,6 +24,14 @@ quickly when every thread is stuck in a wait that nothing outside the tree can e
 writers are all stuck). A thread in a timed sleep is slow, not hung: it is left to the
 step's deadline.
 
+A module may act on the process it runs in, and the lab must survive it and say what it
+did: the worker's process group is led by a sentinel that hears a signal sent to the whole
+group (kill(0, sig)); the monitor, the worker's parent, blocks the termination signals and
+reads them with their sender instead of dying; it is the subreaper of the step, so a daemon
+the module double-forks is adopted, named with the call that started it, and killed; and
+the worker waits for a forked child the way a busy caller does, so a SIGCHLD handler that
+reaps every child shows as ECHILD.
+
 Before a hung process is killed, and after a step crashed, the probe gathers evidence for
 the lab's diagnosis: gdb backtraces of every thread (and goroutine, for Go), the mapped
 objects, futex owners. It only collects; naming the cause happens in lab/forensics.
@@ -113,6 +121,23 @@ GDB_MAX_PROCESSES = 3  # the deepest hung processes get a backtrace, in parallel
 GDB_OUTPUT_LIMIT = 200_000
 OUTPUT_KEPT = 65536  # bytes of a worker's stdout and stderr kept (the count is exact)
 FATAL_SIGNALS = "SIGSEGV SIGABRT SIGBUS SIGFPE SIGILL SIGSYS SIGTRAP"
+# Catchable signals whose default action ends a process. The monitor blocks them and reads
+# them with sigtimedwait, and so does the sentinel in the worker's process group: a module
+# that signals its caller's parent or its own group is named instead of ending the lab (the
+# lab itself only ever ends a probe with SIGKILL). The worker restores the default mask and
+# dispositions first thing, so the module sees what `id` would be.
+CAUGHT = (
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGALRM,
+)
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36  # orphans of the worker's descendants become the monitor's children
+LEFTOVER_GRACE = 0.5  # a process of the step still running this long after the worker exited is left over
 
 
 # Where emit() writes. The worker, which loads the module, speaks on a FIFO of its own
@@ -202,6 +227,40 @@ def tree(root: int) -> set[int]:
 
 def group(pgid: int) -> set[int]:
     return {p for p, (_, pg) in processes().items() if pg == pgid}
+
+
+def children(pid: int) -> set[int]:
+    """PID's children, from /proc/PID/task/*/children (a few bytes, not a scan of /proc),
+    or from a scan where the kernel lacks that file."""
+    if not HAVE_CHILDREN:
+        return {p for p, (ppid, _) in processes().items() if ppid == pid}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return set()
+    found: set[int] = set()
+    for tid in tids:  # raw reads: this runs twice around every call in the worker
+        try:
+            fd = os.open(f"/proc/{pid}/task/{tid}/children", os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            found.update(map(int, os.read(fd, 65536).split()))
+        finally:
+            os.close(fd)
+    return found
+
+
+HAVE_CHILDREN = os.path.exists(f"/proc/self/task/{os.getpid()}/children")  # CONFIG_PROC_CHILDREN
+
+
+def descendants(root: int) -> set[int]:
+    found: set[int] = set()
+    todo = children(root)
+    while todo:
+        found |= todo
+        todo = {c for p in todo for c in children(p)} - found
+    return found
 
 
 def nss_modules(pid: int) -> list[str]:
@@ -727,9 +786,27 @@ def call(spec: dict):
     raise ValueError(f"unknown call {fn}")
 
 
+# The monitor and the sentinel: processes of the lab's that a module's process may see,
+# not ones it started (the step says their pids).
+LAB_PIDS: list[int] = []
+
+
+RUNNING: set[int] = set()  # what spawned() found after the last call
+
+
+def spawned() -> set[int]:
+    """Processes running now that the worker's calls started: its own children, and the
+    orphans the monitor (the subreaper, LAB_PIDS[0], one thread) adopted from a double fork."""
+    out = children(os.getpid())
+    if LAB_PIDS:
+        out.update(map(int, read(f"/proc/{LAB_PIDS[0]}/task/{LAB_PIDS[0]}/children").split()))
+    return out - set(LAB_PIDS) - {os.getpid()}  # LAB_PIDS ends with the worker itself
+
+
 def run_calls(calls: list[dict], where: str) -> None:
     for spec in calls:
-        emit({"ev": "begin", "where": where, "fn": spec["fn"], "arg": spec.get("arg")})
+        # "t" (CLOCK_MONOTONIC, one clock for every process) places a signal the monitor read
+        emit({"ev": "begin", "where": where, "fn": spec["fn"], "arg": spec.get("arg"), "t": time.monotonic()})
         start = time.monotonic()
         result = {"ev": "call", "where": where, "fn": spec["fn"], "arg": spec.get("arg")}
         try:
@@ -739,14 +816,63 @@ def run_calls(calls: list[dict], where: str) -> None:
         except Exception as e:  # a module's failure is data for the check, not a probe crash
             result |= {"ok": False, "error": f"{type(e).__name__}: {e}"}
         result["seconds"] = round(time.monotonic() - start, 4)
+        result["t"] = time.monotonic()
         lost = channel_intact()
         if lost:  # the module closed or replaced the caller's descriptors during the call
             result["channel"] = lost
+        now = spawned()
+        left = now - RUNNING  # new since the call before: one look per call
+        RUNNING.clear()
+        RUNNING.update(now)
+        if left:  # still running after the call returned: the monitor kills them at the step's end
+            result["spawned"] = [
+                {"pid": p, "cmdline": read(f"/proc/{p}/cmdline").replace("\0", " ").strip()[:200]}
+                for p in sorted(left)
+            ]
         emit(result)
+
+
+def normal_caller() -> None:
+    """The worker as `id` starts: no signal blocked (the monitor blocks CAUGHT, and a mask
+    is inherited across exec), every disposition the default (Python ignores SIGPIPE and
+    SIGXFSZ and catches SIGINT)."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    for sig in signal.valid_signals():
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            if signal.getsignal(sig) not in (signal.SIG_DFL, None):
+                signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+
+
+def sigchld_handler() -> dict:
+    """What handles SIGCHLD in this process now: SIG_DFL, SIG_IGN, or a handler's address
+    and the object it lies in (read with sigaction; sa_handler leads glibc's struct)."""
+    buf = ctypes.create_string_buffer(256)
+    if ctypes.CDLL(None).sigaction(signal.SIGCHLD, None, buf) != 0:
+        return {}
+    handler = struct.unpack_from("P", buf.raw)[0]
+    if handler in (0, 1):
+        return {"handler": ("SIG_DFL", "SIG_IGN")[handler]}
+    return {"handler": hex(handler), "object": object_at(os.getpid(), handler)}
+
+
+def object_at(pid: int, address: int) -> str:
+    for line in read(f"/proc/{pid}/maps").splitlines():
+        span, *rest = line.split()
+        low, high = (int(x, 16) for x in span.split("-"))
+        if low <= address < high:
+            return rest[-1] if len(rest) >= 5 else "anonymous memory"
+    return "no mapped object"
 
 
 def worker(step: dict) -> None:
     global PROGRESS_FD, PROGRESS_PATH
+    normal_caller()
+    LAB_PIDS[:] = [*step.get("lab_pids", []), os.getpid()]  # a forked child must not count its parent
+    RUNNING.update(spawned())
     if step.get("channel"):
         open_channel(step["channel"])
     if step.get("progress"):
@@ -766,7 +892,15 @@ def worker(step: dict) -> None:
                 run_calls(step.get("calls", []), "child")
             finally:
                 os._exit(0)
-        _, status = os.waitpid(pid, 0)
+        try:
+            # As a caller busy elsewhere waits (popen/pclose, a daemon's pool): the child has
+            # exited before waitpid (WNOWAIT leaves it there), so a SIGCHLD handler that
+            # reaps every child takes it first and waitpid fails with ECHILD.
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            emit({"ev": "child-exit", "code": None, "reaped": "ECHILD", "sigchld": sigchld_handler()})
+            break
         code = os.waitstatus_to_exitcode(status)
         emit({"ev": "child-exit", "code": code})
         if code != 0:
@@ -783,8 +917,180 @@ def kill_group(pgid: int) -> None:
         pass
 
 
+class Interrupted(Exception):
+    """A signal from outside the step (a user, an init system) asked the probe to end."""
+
+    def __init__(self, signo: int) -> None:
+        super().__init__(signo)
+        self.signo = signo
+
+
+def guard_monitor() -> None:
+    """The scenario's process adopts the orphans of the worker's descendants (a module's
+    daemon) and blocks CAUGHT, which run_step reads with sigtimedwait."""
+    ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    for sig in CAUGHT:
+        signal.signal(sig, signal.SIG_DFL)  # an inherited SIG_IGN discards a signal, blocked or not
+    signal.pthread_sigmask(signal.SIG_BLOCK, CAUGHT)
+
+
+def start_sentinel(inherited: list[int]) -> tuple[int, int]:
+    """A process that leads the worker's process group and only listens: a module that
+    signals its own group (kill(0, SIGTERM)) reaches it too, and it writes "signo pid code"
+    for each signal on the pipe whose read end is returned. Leading the group, it makes the
+    group exist before the worker runs; it dies with the monitor (PR_SET_PDEATHSIG)."""
+    r, w = os.pipe()
+    monitor = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setpgid(0, 0)
+            ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):  # it must never hold the lab's pipes open
+                os.dup2(null, fd)
+            for fd in (r, null, *inherited):
+                os.close(fd)
+            while os.getppid() == monitor:
+                info = signal.sigtimedwait(CAUGHT, 0.5)
+                if info:  # heard at once: it was sent just now
+                    now = time.monotonic()
+                    os.write(w, f"{info.si_signo} {info.si_pid} {info.si_code} {now}\n".encode())
+        finally:
+            os._exit(0)
+    os.setpgid(pid, pid)  # as a shell does: whichever of the two runs first, the group exists
+    os.close(w)
+    return pid, r
+
+
+def reap(pids: set[int], bound: float = 2.0) -> None:
+    """Waits for PIDS (killed children of the monitor), bounded: one in D state stays."""
+    left, end = set(pids), time.monotonic() + bound
+    while left and time.monotonic() < end:
+        for pid in list(left):
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    left.discard(pid)
+            except ChildProcessError:  # not ours, or gone
+                left.discard(pid)
+        if left:
+            time.sleep(0.001)
+
+
+def running(sentinel: int) -> set[int]:
+    """The monitor's live descendants besides the sentinel (the worker has been reaped)."""
+    return {
+        p
+        for p in descendants(os.getpid()) - {sentinel}
+        if stat_fields(f"/proc/{p}/stat")[:1] not in ([], ["Z"])
+    }
+
+
+def end_leftovers(spare: set[int], held: dict[str, str]) -> list[dict]:
+    """Every process of the step still running outside the lab's own (SPARE): what it was
+    and which of HELD (name -> /proc fd link: the worker's pipes, the channel) it kept open,
+    then SIGKILL. As the subreaper the monitor is the parent of every orphan, so they are
+    its descendants; a leftover may fork while being looked at, hence the rounds."""
+    found: list[dict] = []
+    for _ in range(5):
+        pids = descendants(os.getpid()) - spare
+        if not pids:
+            break
+        for pid in sorted(pids):
+            fields = stat_fields(f"/proc/{pid}/stat")
+            if not fields or fields[0] in ("Z", "X"):
+                continue  # exited on its own: only a zombie of the monitor's to reap
+            links = set()
+            for fd in os.listdir(f"/proc/{pid}/fd") if os.path.isdir(f"/proc/{pid}/fd") else []:
+                try:
+                    links.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+                except OSError:
+                    pass
+            found.append(
+                {
+                    "pid": pid,
+                    "cmdline": read(f"/proc/{pid}/cmdline").replace("\0", " ").strip()[:200],
+                    "comm": read(f"/proc/{pid}/comm").strip(),
+                    "pgid": int(fields[2]),
+                    "sid": int(fields[3]),
+                    "holds": sorted(name for name, link in held.items() if link in links),
+                    "sleep": asleep_for(pid),
+                }
+            )
+        kill_pids(pids)
+        reap(pids)
+    return found
+
+
+def asleep_for(pid: int) -> float | None:
+    """The seconds a process asked to sleep, when it is in a relative nanosleep now."""
+    syscall = read(f"/proc/{pid}/syscall").split()
+    if len(syscall) < 4 or not syscall[0].isdigit():
+        return None
+    name, args = SYSCALLS.get(int(syscall[0])), [int(a, 16) for a in syscall[1:7]]
+    if name == "nanosleep":
+        address = args[0]
+    elif name == "clock_nanosleep" and not args[1] & 1:  # not TIMER_ABSTIME
+        address = args[2]
+    else:
+        return None
+    try:
+        fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
+        try:
+            seconds, nanos = struct.unpack("=qq", os.pread(fd, 16, address))
+        finally:
+            os.close(fd)
+    except (OSError, struct.error):
+        return None
+    return seconds + nanos / 1e9
+
+
+class Reader:
+    """The worker's stdout and stderr (kept, a chatty module's tail only) and the lab's
+    channel and sentinel pipe (parsed), read without ever blocking."""
+
+    def __init__(self, out: int, err: int, channel: int, heard: int) -> None:
+        self.out, self.err, self.channel, self.heard = out, err, channel, heard
+        self.open = {out, err}
+        self.buf = {out: b"", err: b"", channel: b"", heard: b""}
+        self.spilled: dict[int, int] = {}
+
+    def read(self, timeout: float) -> None:
+        ready, _, _ = select.select([*self.open, self.channel, self.heard], [], [], timeout)
+        for fd in ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                chunk = None
+            if chunk == b"":
+                self.open.discard(fd)
+            self.buf[fd] += chunk or b""
+            if fd in (self.out, self.err) and len(self.buf[fd]) > OUTPUT_KEPT:  # count, keep the tail
+                self.spilled[fd] = self.spilled.get(fd, 0) + len(self.buf[fd]) - OUTPUT_KEPT
+                self.buf[fd] = self.buf[fd][-OUTPUT_KEPT:]
+
+    def drain(self, bound: float = 0.0) -> None:
+        """Reads what is there (up to BOUND s for the pipes' EOF): once the worker has exited,
+        a pipe without EOF is held open by another process."""
+        end = time.monotonic() + bound
+        while True:
+            before = {fd: len(b) for fd, b in self.buf.items()}, set(self.open)
+            self.read(0)
+            moved = before != ({fd: len(b) for fd, b in self.buf.items()}, self.open)
+            if not moved and (not self.open or time.monotonic() >= end):
+                return
+            if not moved:
+                time.sleep(0.01)
+
+    def lines(self, fd: int) -> list[bytes]:
+        lines = self.buf[fd].split(b"\n")
+        self.buf[fd] = lines.pop()
+        return [line for line in lines if line.strip()]
+
+
 def run_step(step: dict) -> dict:
-    """Runs STEP in a fresh worker (its own process group) under the hang watch."""
+    """Runs STEP in a fresh worker under the hang watch, in a process group of its own led
+    by a sentinel; ends with no process of the step left running (see end_leftovers)."""
     deadline = step.get("timeout", 20.0)
     watch = HangWatch(step.get("quick", QUICK_WINDOW), step.get("slow", SLOW_WINDOW))
     fd, progress = tempfile.mkstemp(prefix="nsslab-progress-", dir=SCRATCH)
@@ -799,50 +1105,71 @@ def run_step(step: dict) -> dict:
     os.chmod(channel, 0o622)
     events_fd = os.open(channel, os.O_RDONLY | os.O_NONBLOCK)
     keep_open = os.open(channel, os.O_WRONLY | os.O_NONBLOCK)  # no EOF while the worker reopens it
-    start = time.monotonic()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-I",
-            "-S",
-            os.path.abspath(__file__),
-            "worker",
-            json.dumps({**step, "channel": channel}),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        env=step.get("env") or {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-    )
+    sentinel, heard = start_sentinel([events_fd, keep_open])
+    start = LOOKED[0] = time.monotonic()
+    out: dict = {"id": step["id"], "signals": [], "pgid": sentinel}
     events: list[dict] = []
-    buf = {proc.stdout.fileno(): b"", proc.stderr.fileno(): b"", events_fd: b""}
-    out: dict = {"id": step["id"]}
-    spilled: dict[int, int] = {}
+    proc = None
     try:
-        open_fds = {proc.stdout.fileno(), proc.stderr.fileno()}
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-I",
+                "-S",
+                os.path.abspath(__file__),
+                "worker",
+                json.dumps({**step, "channel": channel, "lab_pids": [os.getpid(), sentinel]}),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            # process_group (3.11) keeps subprocess's vfork; preexec_fn forces a full fork
+            **(
+                {"process_group": sentinel}
+                if sys.version_info >= (3, 11)
+                else {"preexec_fn": lambda: os.setpgid(0, sentinel)}
+            ),
+            env=step.get("env") or {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        )
+        out["worker"] = proc.pid
+        io = Reader(proc.stdout.fileno(), proc.stderr.fileno(), events_fd, heard)
+        held = {
+            "stdout": os.readlink(f"/proc/self/fd/{io.out}"),
+            "stderr": os.readlink(f"/proc/self/fd/{io.err}"),
+            "channel": channel,
+        }
+        members = {proc.pid}  # every pid seen in the step: a signal from one of them is the module's
         while True:
-            ready, _, _ = select.select([*open_fds, events_fd], [], [], SAMPLE_EVERY)
-            for fd in ready:
-                try:
-                    chunk = os.read(fd, 65536)
-                except BlockingIOError:
-                    chunk = None
-                if chunk == b"":
-                    open_fds.discard(fd)
-                buf[fd] += chunk or b""
-                if fd != events_fd and len(buf[fd]) > OUTPUT_KEPT:  # a chatty module: count, keep the tail
-                    spilled[fd] = spilled.get(fd, 0) + len(buf[fd]) - OUTPUT_KEPT
-                    buf[fd] = buf[fd][-OUTPUT_KEPT:]
-            lines = buf[events_fd].split(b"\n")
-            buf[events_fd] = lines.pop()
-            events += [parse_event(line) for line in lines if line.strip()]
-            if not open_fds and proc.poll() is not None:
-                events += [parse_event(line) for line in drain(events_fd, buf[events_fd]) if line.strip()]
+            io.read(SAMPLE_EVERY)
+            events += [parse_event(line) for line in io.lines(events_fd)]
+            out["signals"] += caught(members, "parent") + heard_by_sentinel(io, members)
+            if proc.poll() is not None:
+                exited = time.monotonic()
+                io.drain()
+                # The worker is gone, yet its stdout or stderr has a writer, or it left a process
+                # behind: a helper about to exit gets a moment, then the rest is a leftover.
+                end = exited + LEFTOVER_GRACE
+                while (io.open or running(sentinel)) and time.monotonic() < end:
+                    io.drain(bound=0.05)
+                if io.open or running(sentinel):
+                    out["held_open"] = sorted(
+                        n for n, fd in (("stdout", io.out), ("stderr", io.err)) if fd in io.open
+                    )
+                    out["leftovers"] = end_leftovers({sentinel}, held)
+                    for left in out["leftovers"]:
+                        left["after_exit"] = round(time.monotonic() - exited, 3)
+                    io.drain(bound=2.0)
+                if -proc.returncode in CAUGHT and not io.buf[heard]:  # the sentinel may have heard it too
+                    select.select([heard], [], [], 0.5)
+                    io.read(0)
+                out["signals"] += heard_by_sentinel(io, members)
+                events += [parse_event(line) for line in drain(events_fd, io.buf[events_fd]) if line.strip()]
                 out["outcome"] = "exited"
                 out["code"] = proc.returncode
                 break
-            hung = watch.sample(group(proc.pid))
+            pids = group(sentinel) - {sentinel}
+            members |= pids
+            hung = watch.sample(pids)
             if hung and not hung.get("idle"):
                 hung["declared_after"] = round(time.monotonic() - start, 3)
                 attach_backtraces(hung["processes"])
@@ -850,32 +1177,83 @@ def run_step(step: dict) -> dict:
                 out |= {"outcome": "hang", "hang": hung}
                 break
             if time.monotonic() - start > deadline:
-                hung = {"processes": evidence(snapshot(group(proc.pid)))}
+                hung = {"processes": evidence(snapshot(group(sentinel) - {sentinel}))}
                 attach_backtraces(hung["processes"])
                 out |= {"outcome": "timeout", "timeout": deadline, "hang": hung}
                 break
     finally:
-        kill_group(proc.pid)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # unkillable (D state): report it, do not wait forever
-            out["unreaped"] = proc.pid
-    os.close(keep_open)
-    os.close(events_fd)
-    shutil.rmtree(box, ignore_errors=True)
+        kill_group(sentinel)  # the sentinel, the worker and whatever stayed in their group
+        if proc is not None:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # unkillable (D state): report it, do not wait forever
+                out["unreaped"] = proc.pid
+        reap({sentinel})
+        # what left the group (setsid) and outlived the step: a module's daemon
+        spare = {sentinel} | ({proc.pid} if proc is not None else set())
+        out["leftovers"] = out.get("leftovers", []) + end_leftovers(spare, held if proc else {})
+        for fd in (keep_open, events_fd, heard):
+            os.close(fd)
+        shutil.rmtree(box, ignore_errors=True)
+    started_by = {p["pid"]: e for e in events if e.get("ev") == "call" for p in e.get("spawned", [])}
+    for left in out["leftovers"]:
+        call = started_by.get(left["pid"])
+        left["call"] = {"fn": call["fn"], "arg": call.get("arg"), "where": call["where"]} if call else None
     out["events"] = events
-    out["stderr"] = buf[proc.stderr.fileno()].decode(errors="replace")[-2000:]
+    out["stderr"] = io.buf[io.err].decode(errors="replace")[-2000:]
     # what the module (or glibc on its behalf) wrote to the caller's stdout: never the lab's channel
-    out["stdout"] = buf[proc.stdout.fileno()].decode(errors="replace")[-2000:]
-    out["stdout_bytes"] = len(buf[proc.stdout.fileno()]) + spilled.get(proc.stdout.fileno(), 0)
+    out["stdout"] = io.buf[io.out].decode(errors="replace")[-2000:]
+    out["stdout_bytes"] = len(io.buf[io.out]) + io.spilled.get(io.out, 0)
     out["seconds"] = round(time.monotonic() - start, 3)
     out["progress"] = read(progress).strip()
-    child_crash = any(e.get("ev") == "child-exit" and e["code"] < 0 for e in events)
-    exited_in_call = out.get("outcome") == "exited" and in_call(events)
-    if out.get("code", 0) < 0 or child_crash or exited_in_call:
-        out["crash"] = crash_backtrace(step, in_child=child_crash)
+    # gdb stops at a fatal signal or exit_group: a SIGTERM from kill(0) would not stop it
+    fatal = {int(getattr(signal, name)) for name in FATAL_SIGNALS.split()}
+    child_crash = any(e.get("ev") == "child-exit" and -(e.get("code") or 0) in fatal for e in events)
+    exited_in_call = out.get("outcome") == "exited" and out["code"] >= 0 and in_call(events)
+    if -out.get("code", 0) in fatal or child_crash or exited_in_call:
+        begun = [e for e in events if e.get("ev") == "begin"]
+        in_child = child_crash or (exited_in_call and begun[-1].get("where") == "child")
+        out["crash"] = crash_backtrace(step, in_child=in_child)
+        out["leftovers"] += end_leftovers(set(), {})  # a daemon the re-run under gdb started
     os.unlink(progress)
     return out
+
+
+LOOKED = [0.0]  # when caught() last found nothing pending
+
+
+def caught(members: set[int], to: str) -> list[dict]:
+    """The signals sent to the monitor (the worker's parent) since the last look. One from
+    outside the step ends the probe, as it would have without the block."""
+    got = []
+    while True:
+        info = signal.sigtimedwait(CAUGHT, 0)
+        now = time.monotonic()
+        if info is None:
+            LOOKED[0] = now
+            return got
+        if info.si_pid not in members and info.si_pid not in descendants(os.getpid()):
+            raise Interrupted(info.si_signo)
+        got.append(signal_event(info.si_signo, info.si_pid, info.si_code, to, True, (LOOKED[0], now)))
+
+
+def heard_by_sentinel(io: Reader, members: set[int]) -> list[dict]:
+    got = []
+    for line in io.lines(io.heard):
+        signo, pid, code, heard = line.split()
+        at = float(heard)
+        got.append(signal_event(int(signo), int(pid), int(code), "group", int(pid) in members, (at, at)))
+    return got
+
+
+def signal_event(signo: int, pid: int, code: int, to: str, by_step: bool, window: tuple) -> dict:
+    """SI_USER (0) is kill(), SI_TKILL (-6) tgkill/raise, SI_QUEUE (-1) sigqueue. WINDOW:
+    the CLOCK_MONOTONIC span it was sent in (after the last look that found nothing)."""
+    try:
+        name = signal.Signals(signo).name
+    except ValueError:
+        name = f"signal {signo}"
+    return {"signal": name, "to": to, "from": pid, "code": code, "by_step": by_step, "window": list(window)}
 
 
 def parse_event(line: bytes) -> dict:
@@ -908,8 +1286,14 @@ def in_call(events: list[dict]) -> bool:
 
 
 def scenario(spec: dict) -> None:
-    for step in spec["steps"]:
-        emit({"ev": "step", **run_step(step)})
+    guard_monitor()
+    try:
+        for step in spec["steps"]:
+            emit({"ev": "step", **run_step(step)})
+    except Interrupted as e:  # the step's processes are gone (run_step's finally): end as asked
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, CAUGHT)
+        os.kill(os.getpid(), e.signo)
+        raise SystemExit(128 + e.signo) from None
 
 
 def watch_tree(root: int, quick: float, slow: float, timeout: float) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from lab.backends.base import Target
 from lab.elf import ENUMERATION, ElfInfo, lib_names
-from lab.forensics import Diagnosis, diagnose
+from lab.forensics import OBSERVED, Diagnosis, diagnose
 from lab.forensics.causes import signal_name
 from lab.module import Group, Module, User
 from lab.results import CheckResult
@@ -207,7 +207,10 @@ def describe_hang(hang: dict) -> str:
 
 def judge(result: dict, module: str, where: str = "") -> CheckResult | None:
     """The non-pass outcome of a probe step (hang, crash, error), or None if it returned.
-    A hang or crash carries its diagnosis (lab.forensics) as evidence."""
+    A hang or crash carries its diagnosis (lab.forensics) as evidence; so does what the
+    probe saw the module do to its caller's process while the step still returned (a signal
+    to the parent, a process left running, a child reaped under the caller): a fail, since
+    the caller that meets it breaks."""
     pending = in_progress(result)
     doing = f"{label(pending)} in the {pending['where']}" if pending else "the step"
     if pending and result.get("progress"):  # a long direct call notes where it is
@@ -215,7 +218,13 @@ def judge(result: dict, module: str, where: str = "") -> CheckResult | None:
     prefix = f"{where}: " if where else ""
     details = {"step": result.get("id"), "seconds": result.get("seconds")}
     raw = result.get("crash") or result.get("hang")
-    evidence = forensic(diagnose(result, module), raw, result.get("id"))
+    diagnosis = diagnose(result, module)
+    evidence = forensic(diagnosis, raw, result.get("id"))
+    cause = diagnosis.cause if diagnosis else None
+    if diagnosis and cause in OBSERVED:
+        details["observed"] = diagnosis.data
+    if result.get("leftovers"):  # said whatever the outcome: the lab killed them
+        details["leftovers"] = result["leftovers"]
     if result["outcome"] == "hang":
         reason = f"{prefix}{doing} never returned: {describe_hang(result['hang'])}"
         return CheckResult("hang", reason, details, evidence)
@@ -234,19 +243,27 @@ def judge(result: dict, module: str, where: str = "") -> CheckResult | None:
             details["stderr"] = result.get("stderr", "")
             glibc = [line for line in details["stderr"].splitlines() if "glibc" in line.lower()]
             extra = f" ({glibc[-1].strip()})" if glibc else ""
+            if cause == "signals-own-group":  # the sentinel heard it: the module sent it
+                extra += f": {diagnosis.explanation}"
             return CheckResult(
                 "crash", f"{prefix}{who} killed by {signal_name(-c)} during {doing}{extra}", details, evidence
             )
     if pending and result["outcome"] == "exited":
         details["stderr"] = result.get("stderr", "")
         said = (details["stderr"].strip().splitlines() or [""])[-1]
+        who, status = ("forked child", child_exit) if pending["where"] == "child" else ("process", code)
+        text = f"{who} exited with status {status} inside {doing}"
+        if cause == "exit-in-module":  # which call, from the frames at exit_group
+            d = diagnosis.data
+            text += f": {d['function']} called {d['call']}({d['status']})"
         return CheckResult(
             "crash",
-            f"{prefix}process exited with status {code} inside {doing}"
-            + (f" (it printed: {said.strip()})" if said else ""),
+            f"{prefix}{text}" + (f" (it printed: {said.strip()})" if said else ""),
             details,
             evidence,
         )
+    if cause in OBSERVED:  # the step returned, but its caller would not have
+        return CheckResult("fail", f"{prefix}{diagnosis.explanation}", details, evidence)
     if code != 0:
         last = (result.get("stderr", "").strip().splitlines() or ["no message"])[-1]
         return CheckResult("error", f"{prefix}probe failed: {last}", details)

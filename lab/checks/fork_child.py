@@ -83,6 +83,8 @@ def fork_child(ctx: Context) -> CheckResult:
     if bad:
         worst = next((b for b in bad if b.status == "crash"), bad[0])
         step = worst.details["step"]
+        if worst.cause == "child-reaped-elsewhere":
+            return reaped(worst, len(bad), len(results), warm, details, control)
         return CheckResult(
             worst.status,
             f"{len(bad)} of {len(results)} entry-point steps failed; first: "
@@ -132,3 +134,29 @@ def reproducer(warm: dict, call: dict, after_use: bool) -> str:
         f"os._exit(print({child}) or 0) if pid == 0 else print(os.waitpid(pid, 0))"
     )
     return f"python3 -c {shlex.quote(program)}"
+
+
+def reaped(
+    worst: CheckResult, failed: int, steps: int, warm: dict, details: dict, control: str
+) -> CheckResult:
+    """The parent lost its child's exit status (ECHILD): not the child's lookup but what the
+    parent's earlier lookup left in the process (a SIGCHLD handler that reaps every child)."""
+    seen = worst.details.get("observed", {})
+    where = seen.get("object") or "the process"
+    parent = PYTHON[warm["fn"]].format(arg=json.dumps(warm.get("arg")))
+    program = (
+        f"import grp, os, pwd, time; {parent}; pid = os.fork(); "
+        "os._exit(7) if pid == 0 else time.sleep(0.5); print(os.waitpid(pid, 0))"
+    )
+    return CheckResult(
+        "fail",
+        f"{failed} of {steps} entry-point steps failed; first: {worst.reason}",
+        details | {"reaped": seen},
+        worst.evidence,
+        impact="a program that resolved a user and later waits for a child it forked loses the child's exit "
+        f"status to the SIGCHLD handler in {where.rsplit('/', 1)[-1]}: waitpid() fails with ECHILD, pclose() "
+        "returns -1, Python's subprocess reports status 0 for a child that failed, and a daemon's own "
+        "SIGCHLD handler (a worker pool, bash's job control) is replaced",
+        reproduce=f"python3 -c {shlex.quote(program)}  # ChildProcessError: [Errno 10] No child processes",
+        control=f"{control}: a parent that never used the module got every child's status",
+    )

@@ -19,12 +19,13 @@ def load(ctx: Context) -> CheckResult:
     getent = f"getent {'passwd' if first['fn'] == 'getpwnam' else 'group'} {key}"
     bad = judge(result, ctx.module.name, f"first lookup {label(first)} in a fresh process")
     if bad:
-        if bad.status in ("hang", "crash"):  # an error is the lab's trouble, not the module's
+        if bad.status in ("hang", "crash", "fail"):  # an error is the lab's trouble, not the module's
             bad.impact = (
                 f"every process that resolves a user or group through the module (id, sshd, cron, sudo) "
                 f"{'never returns from' if bad.status == 'hang' else 'dies in'} its first lookup"
             )
             bad.reproduce = getent
+            hostile(bad, getent)
         return bad
     got = answers(result)
     mapped = [p for p in got[1].get("value", []) if p.endswith(f"libnss_{name}.so.2")]
@@ -95,3 +96,77 @@ def backend_state(ctx: Context, first: dict) -> str:
     a = value["answers"][0]
     why = backend_down(a["status"], a["errno"])
     return f"{a['query']} answers {a['status']}{why}" if why else ""
+
+
+def hostile(bad: CheckResult, getent: str) -> None:
+    """What a module that acts on its caller's process (lab.forensics.observed, an exit, a
+    constructor that never returns) does to the real caller, and how to see it without the
+    lab. Such a `load` carries no `mapped`: the other checks would each meet it again, with
+    the lab's own process as the caller's parent, so they are skipped."""
+    data = (bad.evidence or {}).get("data") or {}
+    survived = f"sh -c '{getent}; echo survived'; echo \"sh ended with status $?\""
+    if bad.cause == "signals-own-group":
+        bad.impact = (
+            f"every program that resolves a user or group through the module sends {data['signal']} to its "
+            "own process group: the non-interactive shell that ran it (a cron job, a script) dies with it, "
+            "and so do its pipeline neighbours"
+        )
+        bad.reproduce = survived
+        bad.control = (
+            "the sentinel that heard it is the lab's own, idle process: it shares nothing with the worker "
+            f"but the process group, and siginfo names the worker (pid {data['from']}) as the sender"
+        )
+    elif bad.cause == "signals-parent":
+        bad.impact = (
+            f"the process that resolves a user or group sends {data['signal']} to its parent: the shell or "
+            "daemon that ran `id` is killed (a script's shell; the listening sshd whose connection child "
+            "resolves the login name)"
+        )
+        bad.reproduce = survived
+        bad.control = (
+            f"the monitor blocks {data['signal']} only while it runs a step and reads it with "
+            f"sigtimedwait: siginfo names the worker (pid {data['from']}) as the sender, during "
+            + " or ".join(data["calls"])
+        )
+    elif bad.cause == "outlives-call":
+        held = any({"stdout", "stderr"} & set(p.get("holds", [])) for p in data["leftovers"])
+        bad.impact = (
+            "every process that resolves a user or group leaves a process running ("
+            + "; ".join(
+                f"{p.get('comm') or p['pid']}" + (f", asleep for {p['sleep']:g} s" if p.get("sleep") else "")
+                for p in data["leftovers"]
+            )
+            + ")"
+            + (
+                f", holding the caller's stdout and stderr: `x=$({getent})` in a script waits until it "
+                "exits, and so does ssh for the session's end"
+                if held
+                else ""
+            )
+        )
+        names = " ".join(sorted({p["comm"] for p in data["leftovers"] if p.get("comm")}))
+        bad.reproduce = (
+            f"timeout 10 sh -c 'x=$({getent}); echo returned'; "
+            'echo "status $? (124: still waiting after 10 s)"'
+            + (f"; ps -o pid,sid,etime,comm -C {names.replace(' ', ',')}" if names else "")
+        )
+        bad.control = (
+            "the process was not among the worker's children and adopted orphans before the call, "
+            "and was after it"
+        )
+    elif bad.cause == "exit-in-module":
+        bad.impact = (
+            "every program that resolves a user or group through the module ends inside the lookup "
+            f"with status {data['status']}, printing nothing of its own"
+            + (" (_exit: not even its atexit handlers or buffered output)" if data["call"] == "_exit" else "")
+            + ": `id`, sshd's session child, cron"
+        )
+        bad.reproduce = f'{getent}; echo "exited with status $?"'
+    elif data.get("constructor"):
+        bad.reason += f": {bad.evidence['explanation']}"
+        bad.impact = (
+            "every process that loads the module (id, sshd, cron, sudo) never returns from its first lookup: "
+            "dlopen waits in the constructor, holding glibc's loader lock, so its other threads' dlopen "
+            "stall too"
+        )
+        bad.reproduce = f'timeout 30 {getent}; echo "status $? (124: still loading after 30 s)"'

@@ -49,6 +49,7 @@ class Diagnosis:
     frames: list[str] = field(default_factory=list)  # the proving frames, innermost first
     facts: list[str] = field(default_factory=list)  # what /proc and gdb showed besides
     pid: int | None = None
+    data: dict = field(default_factory=dict)  # the figures a check or test reads (call, status, signal)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -78,7 +79,13 @@ class Culprit:
 
 
 def diagnose(result: dict, name: str) -> Diagnosis | None:
-    """The cause of a probe step's hang or crash; None when the step did neither."""
+    """The cause of a probe step's hang or crash, or of what the probe saw the module do to
+    its caller's process (lab.forensics.observed); None when the step did none of that."""
+    from lab.forensics.observed import diagnose_observed  # it builds on Diagnosis, defined here
+
+    seen = diagnose_observed(result, name)
+    if seen and result.get("outcome") not in ("hang", "timeout"):
+        return seen
     if result.get("crash") is not None:
         return diagnose_crash(result["crash"], name)
     if result.get("outcome") in ("hang", "timeout"):
@@ -151,6 +158,18 @@ def hang_of(p: dict, report: GdbReport, module: Culprit) -> Diagnosis | None:
             [],
             pid,
         )
+    ctor = constructor_wait(stacks, module)
+    if ctor and not inherited:
+        frames, function = ctor
+        return Diagnosis(
+            "hang-in-parent",
+            f"{module.lib}*'s constructor {function} never returns: dlopen, run by glibc for the first "
+            f"lookup, waits in it (a thread is in {frames[0]}), holding glibc's loader lock",
+            frames,
+            [f"the constructor {function} runs under call_init/_dl_init: no lookup has begun"],
+            pid,
+            data={"constructor": function},
+        )
     if not inherited:
         if lock:
             frames, owner, _ = lock
@@ -171,6 +190,20 @@ def hang_of(p: dict, report: GdbReport, module: Culprit) -> Diagnosis | None:
             pid,
         )
     return None  # inherited, but no pattern this lab can prove: the caller says unknown
+
+
+def constructor_wait(stacks: list[Stack], module: Culprit) -> tuple[list[str], str] | None:
+    """A stack where the module's code runs under the dynamic loader's call_init: its
+    constructor (or an initializer it calls) has not returned."""
+    for s in stacks:
+        first = module.first(s.frames)
+        if first is None:
+            continue
+        init = next((i for i, f in enumerate(s.frames[first:], first) if CTOR_CALLER.match(f.func)), None)
+        own = [f for f in s.frames[first : init or first] if module.owns(f)]
+        if init is not None and init - first <= 4:
+            return [str(f) for f in s.frames[: init + 2]][-MAX_FRAMES:], own[-1].func if own else "?"
+    return None
 
 
 def go_wait(report: GdbReport, module: Culprit) -> tuple[list[str], str] | None:
@@ -343,6 +376,7 @@ def diagnose_crash(crash: dict, name: str) -> Diagnosis:
 
 EXIT = re.compile(r"exit|Exit")
 INIT = re.compile(r"^(call_init|_dl_init|dl_open_worker|_dl_catch_exception)$")
+CTOR_CALLER = re.compile(r"^_*(call_init|dl_init)$")  # what runs a library's constructors
 
 
 def diagnose_exit(report: GdbReport, module: Culprit) -> Diagnosis:
@@ -359,13 +393,29 @@ def diagnose_exit(report: GdbReport, module: Culprit) -> Diagnosis:
             facts,
         )
     in_ctor = any(INIT.match(clean(f.func)) for f in frames[first + 1 : first + 4])
-    where = "its constructor, run by dlopen" if in_ctor else frames[first].func
+    entry = next((f.func for f in frames[first:] if f"_nss_{module.name}_" in f.func), frames[first].func)
+    where = f"the constructor of {module.lib}* (run by dlopen)" if in_ctor else entry
+    # exit() runs the caller's atexit handlers and flushes its stdio on the way (its frames
+    # show); _exit() skips both
+    call = (
+        "exit"
+        if any(f.func in ("exit", "__GI_exit", "__run_exit_handlers") for f in frames[:first])
+        else "_exit"
+    )
     return Diagnosis(
         "exit-in-module",
-        f"{module.lib}* called exit({report.exit_status}) from {where}: every process that loads it "
+        f"{module.lib}* called {call}({report.exit_status}) from {where.replace(f' of {module.lib}*', '')}: "
+        "every process that loads it "
         "(sshd, cron, sudo) ends on its first lookup",
         [str(f) for f in frames[: first + 4]],
         facts,
+        data={
+            "call": call,
+            "status": report.exit_status,
+            "function": where,
+            "frame": frames[first].func,  # the module's innermost frame (a static helper, say)
+            "constructor": in_ctor,
+        },
     )
 
 
