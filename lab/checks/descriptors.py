@@ -1,0 +1,310 @@
+from __future__ import annotations
+
+import json
+import shlex
+
+from lab.checks.base import UNKNOWN_NAME, CheckResult, Claim, Context, brief, check, summary, verdict
+
+LOOKUPS = 1000  # in one thread: the descriptor count must stay flat
+THREADS = 200  # thread create -> one lookup -> join cycles
+BUDGET = 3.0  # seconds of calls in the probe (clab needs ~0.2 s; a 300 ms-per-call module gets ~10 calls)
+MISS_ID = 4242424
+EMFILE_DEFAULT = 1024  # the soft RLIMIT_NOFILE most daemons run with (systemd's default, sshd's)
+
+
+@check("descriptors")
+def descriptors(ctx: Context) -> CheckResult:
+    """What the module does with descriptors in the process it runs in.
+
+    (a) A program the caller fork+execs after lookups and after the listing must inherit
+    only 0, 1 and 2: a descriptor the module keeps without FD_CLOEXEC goes to every shell
+    sshd starts and every job cron runs (compute-image-packages#838: cache_oslogin's
+    fopen() without "e" leaked /etc/oslogin_passwd.cache). A descriptor kept WITH
+    FD_CLOEXEC (a socket to a daemon, a cache file) is normal and only named.
+    (b) The count must stay flat over 1,000 lookups and over 200 thread
+    create->lookup->join cycles (SSSD#6328, #7189: libnss_sss opened a socket per thread
+    and never closed it; threaded daemons died of EMFILE).
+    (c) A caller that closed every descriptor from 3 up and opened its own at the same
+    numbers must get them back untouched after more lookups (SSSD#6592: the next
+    getpwnam() replaced a daemon's TCP socket with sssd's Unix socket; SSSD#6986:
+    sss_nss_mc_destroy_ctx() closed it).
+
+    Bounded by a time budget: a slow module is judged on the calls that fitted, and the
+    reason says how many."""
+    hits = ctx.queries()
+    present = ctx.elf.entry_points(ctx.module.name)
+    misses = [
+        [db, by, key]
+        for db, by, key, fn in (
+            ("passwd", "name", UNKNOWN_NAME, "getpwnam_r"),
+            ("passwd", "id", MISS_ID, "getpwuid_r"),
+            ("group", "name", UNKNOWN_NAME, "getgrnam_r"),
+            ("group", "id", MISS_ID, "getgrgid_r"),
+            ("shadow", "name", UNKNOWN_NAME, "getspnam_r"),
+        )
+        if db in ctx.module.databases and fn in present
+    ]
+    if not hits + misses:
+        return CheckResult("skip", "no point-lookup entry point to call")
+    value, bad = ctx.direct(
+        "descriptors",
+        "descriptor checks",
+        queries=hits + misses,
+        listings=ctx.enumerable(),
+        lookups=LOOKUPS,
+        threads=THREADS,
+        budget=BUDGET,
+    )
+    if bad:
+        return bad
+    return judge(value, reproducer_key(ctx))
+
+
+def reproducer_key(ctx: Context) -> str:
+    return ctx.user.name if ctx.user else UNKNOWN_NAME
+
+
+def judge(obs: dict, key: str = UNKNOWN_NAME) -> CheckResult:
+    """The verdict on the probe's observations (lab/probe_fds.py: descriptors)."""
+    claims = [c for c in (inherit_claim(obs, key), *growth_claims(obs, key), reuse_claim(obs, key)) if c]
+    details = {
+        "phases": obs["phases"],
+        "lookups": obs["lookups"],
+        "threads": obs["threads"],
+        "reuse": obs["reuse"],
+        "rlimit": obs["rlimit"],
+        "seconds": obs.get("seconds"),
+        "inherited": leaks(obs),
+        "kept": kept(obs),
+        "growth": {k: rise(obs[k]) for k in ("lookups", "threads")},
+        "reuse_problems": reuse_problems(obs),
+    }
+    found = verdict(claims, details)
+    if found:
+        return found
+    return CheckResult("pass", pass_reason(obs), details)
+
+
+# ---------------------------------------------------------------- (a) inherited across exec
+
+
+def leaks(obs: dict) -> dict[str, dict[str, str]]:
+    """Per phase, the descriptors beyond 0-2 a fork+exec'd helper inherited."""
+    return {p["phase"]: p["inherited"].get("fds", {}) for p in obs["phases"] if p["inherited"].get("fds")}
+
+
+def kept(obs: dict) -> dict[str, str]:
+    """Descriptors the module holds with FD_CLOEXEC after all the calls (not inherited)."""
+    last = obs["phases"][-1]["held"]
+    return {str(fd): e["target"] for fd, e in last.items() if e["cloexec"]}
+
+
+def inherit_claim(obs: dict, key: str) -> Claim | None:
+    found = leaks(obs)
+    if not found:
+        return None
+    phase, fds = next(iter(found.items()))
+    what = ", ".join(f"fd {n} ({t})" for n, t in fds.items())
+    when = {
+        "load": "right after the module was loaded, before any call",
+        "lookups": "after its point lookups",
+        "listing": "after the listing (set/get/end*ent)",
+        "after all": f"after {obs['lookups']['done']} lookups and {obs['threads']['done']} threads",
+    }[phase]
+    first = next(p for p in obs["phases"] if p["phase"] == phase)
+    control = (
+        "a helper exec'd right after dlopen, before any call, inherited only 0, 1 and 2"
+        if phase != "load"
+        else "the lab's own descriptors are all FD_CLOEXEC: its channel (fd 900+) was not inherited"
+    )
+    program = (
+        f"import pwd, subprocess; pwd.getpwnam({json.dumps(key)}); "
+        'subprocess.run(["ls", "-l", "/proc/self/fd/"], close_fds=False)'
+    )
+    return Claim(
+        "fail",
+        f"every program the caller execs inherits {what}: a helper fork+exec'd {when} had it "
+        f"({first['calls']} calls in that phase)",
+        impact="sshd's session shells, cron jobs, sudo's and su's commands and every child of a "
+        "daemon that resolved a user get the module's descriptor; it stays open as long as they run, "
+        "readable (or writable) by code running as another user after setuid",
+        reproduce=f"python3 -c {shlex.quote(program)}  # with the module in nsswitch.conf",
+        control=control,
+    )
+
+
+# ---------------------------------------------------------------- (b) flat count
+
+
+def rise(part: dict) -> dict:
+    """Descriptors gained over the part, in each half of it."""
+    samples = part["samples"]
+    if len(samples) < 3:
+        return {"total": samples[-1][1] - samples[0][1], "first_half": None, "second_half": None}
+    mid = samples[len(samples) // 2]
+    return {
+        "total": samples[-1][1] - samples[0][1],
+        "first_half": mid[1] - samples[0][1],
+        "second_half": samples[-1][1] - mid[1],
+    }
+
+
+def growth_claims(obs: dict, key: str) -> list[Claim]:
+    out = []
+    for part, unit in (("lookups", "lookup"), ("threads", "thread")):
+        got = obs[part]
+        r = rise(got)
+        if not (r["first_half"] and r["first_half"] > 0 and r["second_half"] and r["second_half"] > 0):
+            continue  # flat, or one rise that stopped: a descriptor opened once
+        rate = r["total"] / got["done"]
+        now = got["samples"][-1][1]
+        limit = obs["rlimit"]
+        to_emfile = (
+            f"at the caller's RLIMIT_NOFILE of {limit:,} ({now} open now) open() fails with EMFILE "
+            f"after ~{max(limit - now, 0) / rate:,.0f} more {unit}s"
+        )
+        if limit > EMFILE_DEFAULT:
+            to_emfile += f" (a daemon with the usual 1,024: ~{max(EMFILE_DEFAULT - now, 0) / rate:,.0f})"
+        new = sorted(set(got["held"]) - set(obs["phases"][0]["held"]), key=int)
+        sample = ", ".join(f"fd {fd} {got['held'][fd]['target']}" for fd in new[:3])
+        if part == "threads":
+            program = (
+                "import os, pwd, threading; "
+                f"ts = [threading.Thread(target=pwd.getpwnam, args=({json.dumps(key)},)) "
+                "for _ in range(200)]; "
+                '[(t.start(), t.join()) for t in ts]; print(len(os.listdir("/proc/self/fd")))'
+            )
+            impact = (
+                "a threaded daemon that resolves users in short-lived threads (a web server, a JVM, "
+                "sssd's own clients) runs out of descriptors and fails every accept() and open()"
+            )
+            control = f"{obs['lookups']['done']} lookups in one thread: {rise(obs['lookups'])['total']:+d}"
+        else:
+            program = (
+                f"import os, pwd; [pwd.getpwnam({json.dumps(key)}) for _ in range(1000)]; "
+                'print(len(os.listdir("/proc/self/fd")))'
+            )
+            impact = (
+                "a long-running caller (sshd, nscd, a daemon that looks users up) runs out of descriptors"
+            )
+            control = "the count was taken between calls; the lab's own descriptors are not counted"
+        out.append(
+            Claim(
+                "fail",
+                f"{r['total']:+d} descriptors over {got['done']} {unit} cycles ({rate:.2f} per {unit}, "
+                f"still rising in the second half: {r['second_half']:+d}); {to_emfile}"
+                + (f"; new: {sample}" if sample else ""),
+                impact=impact,
+                reproduce=f"python3 -c {shlex.quote(program)}  # with the module in nsswitch.conf",
+                control=control,
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------- (c) the caller's own fds
+
+
+def reuse_problems(obs: dict) -> list[str]:
+    """What the module did to each of the caller's files, after the lookups and after the
+    listing ("wrote 40 bytes ..., then closed it")."""
+    reuse = obs["reuse"]
+    held = reuse["module_held"]
+    out = []
+    for n, states in sorted(reuse["files"].items(), key=lambda x: int(x[0])):
+        whose = f" (the module's {held[n]['target']} before the caller closed it)" if n in held else ""
+        said, last = [], None
+        for got in states:
+            text = state_text(got)
+            if text and got["state"] != last:
+                when = " in the listing" if got.get("after") == "listing" else ""
+                said.append(text + when)
+            last = got["state"]
+            if last in ("closed", "replaced"):
+                break  # the file is gone: what the number holds later is not the caller's
+        if said:
+            out.append(f"fd {n}{whose}: " + ", then ".join(said))
+    return out
+
+
+def state_text(got: dict) -> str | None:
+    state = got["state"]
+    if state == "closed":
+        return "closed it"
+    if state == "replaced":
+        return f"closed it (or dup2'd over it): the number now holds {got['now']}"
+    if state == "written":
+        return (
+            f"wrote into it at offset {got['at']} ({got['was']} -> {got['size']} bytes): {got['text'][:60]!r}"
+        )
+    if state == "moved":
+        return f"moved its offset from {got['was']} to {got['offset']}"
+    return None
+
+
+def reuse_claim(obs: dict, key: str) -> Claim | None:
+    problems = reuse_problems(obs)
+    if not problems:
+        return None
+    reuse = obs["reuse"]
+    untouched = [int(n) for n, s in reuse["files"].items() if all(g["state"] == "intact" for g in s)]
+    # glibc's own dispatch, a hit and misses (a miss goes past a cache to the daemon), the
+    # caller's files with data in them (libnss_sss 2.8 closes a "socket" with unread data)
+    k = json.dumps(key)
+    program = (
+        "import ctypes, os; libc = ctypes.CDLL(None); "
+        f"q = lambda: [libc.getpwnam(b{k}), libc.getpwuid(4242424), "
+        f"libc.getpwnam(b{json.dumps(UNKNOWN_NAME)})]; q(); os.closerange(3, 256); "
+        'fds = [os.open("/tmp/nsslab-%d" % i, os.O_RDWR | os.O_CREAT | os.O_TRUNC) for i in range(8)]; '
+        'ino = [os.write(fd, b"caller data\\n") and os.fstat(fd).st_ino for fd in fds]; '
+        "q(); libc.setpwent(); libc.getpwent(); libc.endpwent(); "
+        'print([(fd, "closed" if not os.path.exists("/proc/self/fd/%d" % fd) else "ok" '
+        'if os.fstat(fd).st_ino == i else os.readlink("/proc/self/fd/%d" % fd)) for fd, i in zip(fds, ino)])'
+    )
+    calls = reuse["calls"] + reuse.get("listing_calls", 0)
+    return Claim(
+        "fail",
+        f"after the caller closed fds 3 and up and opened its own files at those numbers, {calls} calls "
+        "into the module touched them: " + summary(problems, 2),
+        impact="a daemon that closes its descriptors when it starts (daemonizing) and opens its own at "
+        "the same numbers gets its TCP socket, log or database file written to, read from or closed by "
+        "the next lookup (SSSD#6592, #6986)",
+        reproduce=f"python3 -c {shlex.quote(program)}  # a sound module: every fd 'ok'",
+        control=(
+            "the caller's files at numbers the module never held stayed untouched: "
+            f"fds {brief(sorted(untouched))}"
+            if untouched
+            else None
+        ),
+    )
+
+
+# ---------------------------------------------------------------- pass
+
+
+def pass_reason(obs: dict) -> str:
+    lookups, threads, reuse = obs["lookups"], obs["threads"], obs["reuse"]
+    parts = [
+        f"a fork+exec'd program inherited only 0-2 after load, {obs['phases'][1]['calls']} lookups"
+        + (f", the listing of {'/'.join(obs['listed'])}" if obs["listed"] else "")
+        + " and everything below",
+        f"descriptors {count_text(lookups, 'lookups')}, "
+        f"{count_text(threads, 'thread create->lookup->join cycles')}",
+        f"the caller's own files at fds {brief(reuse['numbers'])} untouched by "
+        f"{reuse['calls'] + reuse.get('listing_calls', 0)} calls after it closed 3 and up",
+    ]
+    k = kept(obs)
+    if k:
+        parts.append(
+            f"keeps {len(k)} descriptor(s) open with FD_CLOEXEC (not inherited): "
+            + ", ".join(f"fd {n} {t}" for n, t in list(k.items())[:3])
+        )
+    return "; ".join(parts)
+
+
+def count_text(part: dict, what: str) -> str:
+    samples = part["samples"]
+    scope = "" if part["done"] >= part["asked"] else f" (of {part['asked']}: the budget ran out)"
+    r = rise(part)
+    once = f" (one change of {r['total']:+d}, then flat)" if r["total"] else ""
+    return f"{samples[0][1]} -> {samples[-1][1]} over {part['done']} {what}{scope}{once}"
