@@ -143,7 +143,12 @@ def run_check(check_id: str, ctx: Context, done: list[CheckResult]) -> CheckResu
             return CheckResult("skip", why, id=check_id)
         # a module that loaded and answered, but misbehaved doing it (stdout), still gets judged
         if gate.id == "load" and gate.status != "pass" and not gate.details.get("mapped"):
-            return CheckResult("skip", f"module did not load ({gate.status})", id=check_id)
+            # not always a failed dlopen: a load that killed its caller or left a daemon stops here too
+            return CheckResult(
+                "skip",
+                f"load {gate.status}: nothing else is judged ({gate.cause or 'see load'})",
+                id=check_id,
+            )
     started = time.monotonic()
     try:
         result = REGISTRY[check_id](ctx)
