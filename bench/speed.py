@@ -7,9 +7,11 @@
   and for a crash (the step re-run under gdb);
 - the slow module's (300 ms per lookup) wall time for the same step, which must pass;
 - how verdict time grows with a directory's size: libnss-extrausers serving 100, 1,000,
-  10,000 and 50,000 users and a group of all of them (nss_modules/debian/bigdir/make.py).
+  10,000 and 50,000 users and a group of all of them (nss_modules/debian/bigdir/make.py);
+- what the caller-side checks (issue 13: side effects, descriptors, growth, the result
+  contract, hostile keys, identity, hazards) add to clab's time to verdict; goal <= 3 s.
 
-Run as root: .venv/bin/python bench/speed.py [N]
+Run as root: .venv/bin/python bench/speed.py [N]   (or: bench/speed.py caller-checks)
 """
 
 from __future__ import annotations
@@ -52,7 +54,13 @@ def fork_step(name: str, repeat: int) -> list[dict]:
         sandbox.uninstall()
 
 
+CALLER_CHECKS = ("side-effects", "descriptors", "growth", "result-contract", "keys", "identity", "hazards")
+
+
 def main() -> None:
+    if sys.argv[1:] == ["caller-checks"]:
+        caller_checks(3)
+        return
     repeat = int(sys.argv[1]) if len(sys.argv) > 1 else 10
     print("time to verdict (one module, all checks, sandbox):")
     for name in ("golab", "clab", "slowlab"):
@@ -81,6 +89,22 @@ def main() -> None:
     )
     print(f"  wall time: {figures([r['seconds'] for r in slow])}")
     big_directories((100, 1_000, 10_000, 50_000))
+    caller_checks(3)
+
+
+def caller_checks(runs: int) -> None:
+    """The seconds the caller-side checks take within clab's whole run, RUNS times."""
+    print(f"\ncaller-side checks on clab (goal: <= 3 s added to the verdict), {runs} runs:")
+    added, whole = [], []
+    for _ in range(runs):
+        started = time.monotonic()
+        report = run_module(MODULES / "clab")
+        whole.append(time.monotonic() - started)
+        mine = [c for c in report.checks if c.id in CALLER_CHECKS]
+        added.append(sum(c.seconds for c in mine))
+        print(f"  {report.verdict:5} " + ", ".join(f"{c.id} {c.status} {c.seconds:.2f}" for c in mine))
+    print(f"  added: {figures(added)}")
+    print(f"  whole verdict: {figures(whole)}")
 
 
 def big_directories(sizes: tuple[int, ...]) -> None:
