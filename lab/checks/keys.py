@@ -180,8 +180,24 @@ def judge(results: list[dict], hits: list[dict], service: str, library: str) -> 
     plain = [r["seconds"] for r in results if r.get("kind") == "miss" and r["status"] == "NOTFOUND"]
     base = hit if hit is not None else (statistics.median(plain) if plain else None)
     claims: list[Claim] = []
+    # The control for "answered another name": the plain unknown name. A module that answers
+    # that too answers every miss (status-codes' finding), not hostile keys in particular.
+    any_miss = {r["db"] for r in results if r.get("kind") == "miss" and r["status"] == "SUCCESS"}
+    covered = [r for r in results if r["db"] in any_miss and r["status"] == "SUCCESS" and not r.get("same")]
     for r in results:
-        claims += judge_one(r, base, service)
+        if r not in covered:
+            claims += judge_one(r, base, service)
+    if covered:
+        claims.append(
+            Claim(
+                "warn",
+                f"{len(covered)} hostile keys answered with another entry (first {covered[0]['query']}), "
+                f"but so was the plain unknown name {UNKNOWN_NAME!r}: the module answers every miss in "
+                f"{'/'.join(sorted(any_miss))}",
+                impact="not claimed here: an answer for any unknown name is the status-codes check's finding",
+                reproduce=f"getent -s {service} {covered[0]['db']} {UNKNOWN_NAME}",
+            )
+        )
     misses = [r for r in results if r["status"] not in ("SUCCESS", "not asked", "error")]
     slowest = max(misses, key=lambda r: r["seconds"], default=None)
     control = None

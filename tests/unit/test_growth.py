@@ -75,6 +75,11 @@ def test_threads_that_keep_coming_fail():
     assert got.status == "fail" and "threads 1 -> 21" in got.reason
 
 
+def test_a_runtime_adding_a_worker_thread_now_and_then_is_not_growth():
+    # golab in a loaded run: Go's scheduler went 7 -> 9 threads, one in each half
+    assert judge(run(threads=[7] * 9 + [8] * 6 + [9] * 6)).status == "pass"
+
+
 def test_one_thread_started_once_is_not_growth():
     assert judge(run(threads=[1] + [2] * 20)).status == "pass"
 

@@ -44,6 +44,16 @@ def test_a_case_variant_answered_with_the_stored_name_fails():
     assert claims[0].reproduce == "getent -s t passwd PYAMA"
 
 
+def test_a_module_that_answers_every_miss_is_not_blamed_for_hostile_keys():
+    # statuslab: the plain unknown name is answered too, so this is status-codes' finding
+    results = [
+        key("'PYAMA'", "case", "SUCCESS", key="PYAMA", name="pyama", same=False),
+        key("'nsslab-no-such-entry'", "miss", "SUCCESS", key="nsslab-no-such-entry", name="pyama", same=False),
+    ]
+    claims, _ = judge(results, HIT, "t", "/lib/libnss_t.so.2")
+    assert [c.status for c in claims] == ["warn"] and "status-codes" in claims[0].impact
+
+
 def test_an_entry_that_really_has_the_name_is_no_finding():
     assert statuses([key("'Admin'", "case", "SUCCESS", key="Admin", name="Admin", same=True)]) == []
 
