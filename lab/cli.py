@@ -26,7 +26,7 @@ from lab.backends import close_all
 from lab.boxes import PLATFORMS
 from lab.checks import ORDER, REGISTRY
 from lab.errors import LabError
-from lab.forensics import CAUSES
+from lab.forensics import CAUSES, OBSERVED
 from lab.report.evidence import write_evidence
 from lab.report.machine import write_json, write_junit
 from lab.report.table import render
@@ -115,6 +115,9 @@ def command(argv: list[str] | None) -> int:
             print(f"{check_id}\n" + "\n".join(f"    {line}" for line in doc.splitlines()) + "\n")
         print("causes named for a hang or crash:")
         for cause, meaning in CAUSES.items():
+            print(f"    {cause:<22} {meaning}")
+        print("causes seen happen (a signal and its sender, a process left running, a child taken):")
+        for cause, meaning in OBSERVED.items():
             print(f"    {cause:<22} {meaning}")
         return 0
     if args.command == "box":
