@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+FIRST_UID = 100_000
 
 
 def write(count: int, out: Path) -> Path:
@@ -21,7 +22,9 @@ def write(count: int, out: Path) -> Path:
     passwd = [
         "deb1:x:20001:20000:Debian module user one:/home/deb1:/bin/bash",
         "deb2:x:20002:20000:Debian module user two:/home/deb2:/bin/bash",
-        *(f"{name}:x:{30000 + n}:20010:staff {n}:/home/{name}:/bin/bash" for n, name in enumerate(staff)),
+        # from 100000: past Debian's system and reserved ids (64055 libvirt-qemu, 65534 nobody),
+        # which a 50,000-user directory from 30000 ran into (the identity check said so)
+        *(f"{name}:x:{FIRST_UID + n}:20010:staff {n}:/home/{name}:/bin/bash" for n, name in enumerate(staff)),
     ]
     (out / "passwd").write_text("\n".join(passwd) + "\n")
     (out / "group").write_text(f"debgrp:x:20000:deb1,deb2\nallstaff:x:20010:{','.join(staff)}\n")
