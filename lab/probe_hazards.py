@@ -135,14 +135,36 @@ def parse_uprobe(line: str) -> dict | None:
     }
 
 
+def tracefs_mounts(mounts: str = "/proc/self/mounts") -> list[str]:
+    """Where tracefs is mounted, from the mount table: stat'ing a path under /sys/kernel/debug
+    would trigger systemd's debugfs automount and debugfs's own tracing automount, and both
+    mounts would stay in the target. The usual places come first."""
+    found = []
+    try:
+        with open(mounts) as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 3 and fields[2] == "tracefs":
+                    found.append(fields[1].encode().decode("unicode_escape"))  # \040 in a mount point
+    except OSError:
+        return []
+    return sorted(set(found), key=lambda m: (TRACEFS.index(m) if m in TRACEFS else len(TRACEFS), m))
+
+
 def read_tracefs() -> dict:
-    """uprobe_events and each event's ftrace enable state, from the first tracefs mounted."""
-    for root in TRACEFS:
+    """uprobe_events and each event's ftrace enable state, from the first tracefs mounted.
+    An unreadable file is data (error), not a probe error."""
+    missing = ""
+    for root in tracefs_mounts():
         path = f"{root}/uprobe_events"
-        if not os.path.exists(path):
+        try:
+            with open(path) as f:
+                lines = [line.strip() for line in f if line.strip()]
+        except FileNotFoundError:
+            missing = path  # a kernel without CONFIG_UPROBE_EVENTS: try the next mount, if any
             continue
-        with open(path) as f:
-            lines = [line.strip() for line in f if line.strip()]
+        except OSError as e:
+            return {"tracefs": root, "mounted": True, "events": [], "error": f"{path}: {e.strerror or e}"}
         events = []
         for line in lines:
             e = parse_uprobe(line)
@@ -160,6 +182,13 @@ def read_tracefs() -> dict:
                 e["file"] = None
             events.append(e)
         return {"tracefs": root, "mounted": True, "events": events}
+    if missing:
+        return {
+            "tracefs": None,
+            "mounted": True,
+            "events": [],
+            "error": f"no {missing} (CONFIG_UPROBE_EVENTS off?)",
+        }
     return {"tracefs": None, "mounted": False, "events": []}
 
 

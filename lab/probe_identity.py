@@ -12,9 +12,12 @@ try:
 except ImportError:
     from lab import entrypoints as ep
 
-LISTING_LIMIT = 200_000  # entries per database: a 50,000-user directory is listed whole
+LISTING_LIMIT = 200_000  # entries per database: a 50,000-user directory of a C module is listed whole
 UNASSIGNED_TRIES = 3  # ids nobody serves, asked directly: a module that answers them all invents entries
 FILES_BUDGET = 1.0  # seconds for asking the module for every files name (a slow module gets the first ones)
+LISTING_BUDGET = 5.0  # seconds per database for get*ent_r: a slow module's listing is cut, and said so
+QUERY_BUDGET = 2.0  # seconds for the declared keys the listing did not already give
+UNASSIGNED_BUDGET = 3.0  # seconds for the unassigned ids (the worker's own bound is 90 s)
 
 
 def files_db(path: str, passwd: bool) -> list[list]:
@@ -71,13 +74,63 @@ def served_entry(db: str, value: dict, how: str) -> dict:
     return {"name": value["name"], "id": value["gid"], "how": how}
 
 
+def bounded_listing(module: ep.Module, db: str, budget: float) -> dict:
+    """get*ent_r until it stops, LISTING_LIMIT entries, a name seen ep.LOOP times, or BUDGET
+    seconds; the buffer doubles on ERANGE as glibc's does. cut_short says why it stopped early."""
+    entries: list = []
+    seen: dict = {}
+    size, cut, deadline = ep.BIG, "", time.monotonic() + budget
+    module.setent(db)
+    while True:
+        if len(entries) >= LISTING_LIMIT:
+            cut = f"limit {LISTING_LIMIT}"
+            break
+        if time.monotonic() > deadline:
+            cut = f"{budget:g} s budget"
+            break
+        got = module.getent(db, size)
+        if got.status == -2 and got.errno == ep.ERANGE and size < ep.HUGE:
+            size *= 2
+            continue
+        if got.status != 1 or not got.value:
+            break
+        name = got.value["name"]
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] >= ep.LOOP:
+            cut = f"{name!r} listed {ep.LOOP} times"
+            break
+        entries.append(got.value)
+    module.endent(db)
+    return {"entries": entries, "cut_short": cut}
+
+
 def identity(module: ep.Module, spec: dict) -> dict:
     """The entries the module serves: its answers for the declared names and ids, and its
     listing; then a few ids that neither files, the listing nor the manifest hold."""
     files = {"passwd": files_db("/etc/passwd", True), "group": files_db("/etc/group", False)}
     served: dict = {"passwd": [], "group": []}
     unanswered: list[str] = []
-    for db, by, key in spec.get("queries", []):
+    cut_short: list[str] = []
+    # The listing first: a declared key it already gave is not asked again (the lookups are
+    # compared with the listing by other checks), which halves the calls to a slow module.
+    listed: dict = {}
+    for db in spec.get("listings", []):
+        got = bounded_listing(module, db, spec.get("listing_budget", LISTING_BUDGET))
+        listed[db] = len(got["entries"])
+        if got["cut_short"]:
+            cut_short.append(f"{ep.DATABASES[db][2][1]}() after {listed[db]} entries ({got['cut_short']})")
+        served[db] += [served_entry(db, e, f"{ep.DATABASES[db][2][1]}()") for e in got["entries"]]
+    known = {db: ({e["name"] for e in served[db]}, {e["id"] for e in served[db]}) for db in served}
+    budget = spec.get("query_budget", QUERY_BUDGET)
+    skipped, deadline = 0, time.monotonic() + budget
+    queries = spec.get("queries", [])
+    for n, (db, by, key) in enumerate(queries):
+        if db in known and key in known[db][0 if by == "name" else 1]:
+            skipped += 1
+            continue
+        if time.monotonic() > deadline:
+            cut_short.append(f"{len(queries) - n} declared key(s) not asked after {budget:g} s")
+            break
         got = module.sized(db, by, key)
         how = f"{ep.DATABASES[db][1][by]}({key!r})"
         if got.status == 1 and got.value:
@@ -87,23 +140,20 @@ def identity(module: ep.Module, spec: dict) -> dict:
     # The files database's own names, asked of the module: one that answers "root" or "daemon"
     # serves them, declared or not. By name only: an id lookup of a module that invents entries
     # echoes any id back (nss-unknown's uid-0), which the unassigned ids below already show.
-    asked, deadline = 0, time.monotonic() + spec.get("files_budget", FILES_BUDGET)
-    for db in spec.get("files_names", []):
-        for entry in sorted(files[db], key=lambda e: e[1]):  # system accounts first
-            if time.monotonic() > deadline:
-                break
-            got = module.sized(db, "name", entry[0])
-            asked += 1
-            if got.status == 1 and got.value:
-                served[db].append(served_entry(db, got.value, f"{ep.DATABASES[db][1]['name']}({entry[0]!r})"))
-    listed: dict = {}
-    for db in spec.get("listings", []):
-        module.setent(db)
-        got = ep.listing(module, db, LISTING_LIMIT)
-        module.endent(db)
-        listed[db] = len(got["entries"])
-        served[db] += [served_entry(db, e, f"{ep.DATABASES[db][2][1]}()") for e in got["entries"]]
+    budget = spec.get("files_budget", FILES_BUDGET)
+    asked, deadline = 0, time.monotonic() + budget
+    names = [(db, e) for db in spec.get("files_names", []) for e in sorted(files[db], key=lambda e: e[1])]
+    for db, entry in names:  # system accounts first
+        if time.monotonic() > deadline:
+            cut_short.append(f"{asked} of {len(names)} files names asked in {budget:g} s")
+            break
+        got = module.sized(db, "name", entry[0])
+        asked += 1
+        if got.status == 1 and got.value:
+            served[db].append(served_entry(db, got.value, f"{ep.DATABASES[db][1]['name']}({entry[0]!r})"))
     invented: dict = {}
+    budget = spec.get("unassigned_budget", UNASSIGNED_BUDGET)
+    deadline = time.monotonic() + budget
     for db in spec.get("unassigned", {}):
         fn = ep.DATABASES[db][1]["id"]
         if module.function(fn) is None:
@@ -111,7 +161,10 @@ def identity(module: ep.Module, spec: dict) -> dict:
         taken = {e[1] for e in files[db]} | {e["id"] for e in served[db]} | set(spec.get("declared_ids", []))
         tries = [i for i in spec["unassigned"][db] if i not in taken][:UNASSIGNED_TRIES]
         invented[db] = []
-        for key in tries:
+        for n, key in enumerate(tries):
+            if time.monotonic() > deadline:
+                cut_short.append(f"{fn}: {n} of {len(tries)} unassigned ids asked in {budget:g} s")
+                break
             got = module.sized(db, "id", key)
             invented[db].append({"query": f"{fn}({key})", "id": key, "status": got.name, "value": got.value})
     return {
@@ -121,6 +174,8 @@ def identity(module: ep.Module, spec: dict) -> dict:
         "served": served,
         "listed": listed,
         "files_asked": asked,
+        "queries_skipped": skipped,
+        "cut_short": cut_short,
         "unanswered": unanswered,
         "invented": invented,
     }

@@ -99,24 +99,33 @@ def judge(obs: dict, service: str) -> CheckResult:
         "files_asked": obs.get("files_asked", 0),
         "unanswered": obs.get("unanswered", []),
         "nsswitch": obs.get("nsswitch", {}),
+        "queries_skipped": obs.get("queries_skipped", 0),
+        "cut_short": obs.get("cut_short", []),
     }
+    # A slow module gets a sample within the probe's time budgets: the reason says what was left.
+    cut = (
+        f"; cut short, the module is slow: {'; '.join(details['cut_short'])}" if details["cut_short"] else ""
+    )
     found = verdict(claims, details)
     if found:
+        found.reason += cut
         return found
     tried = sum(len(t) for t in obs.get("invented", {}).values())
     if not any(counts.values()) and not tried:
         return CheckResult(
-            "skip", "the module answered no lookup and listed nothing: no entry to compare", details
+            "skip", f"the module answered no lookup and listed nothing: no entry to compare{cut}", details
         )
     dup = f"; {brief(duplicates)} repeat a files entry exactly" if duplicates else ""
     misses = f"; {tried} unassigned id(s) asked directly: NOTFOUND" if tried else ""
-    asked = f"; asked for the {details['files_asked']} files names" if details["files_asked"] else ""
+    asked = f"; asked for {details['files_asked']} files names" if details["files_asked"] else ""
+    skipped = details["queries_skipped"]
+    listed = f"; {skipped} declared key(s) seen in the listing, not asked again" if skipped else ""
     return CheckResult(
         "pass",
         f"{counts.get('passwd', 0)} user(s) and {counts.get('group', 0)} group(s) served, none shares a "
         f"name or id with the {details['files']['passwd']} files users / {details['files']['group']} files "
         f"groups, none is 0 or at or below SYS_UID_MAX {sys_max['passwd']} / SYS_GID_MAX {sys_max['group']}"
-        f"{asked}{dup}{misses}",
+        f"{asked}{listed}{dup}{misses}{cut}",
         details,
     )
 

@@ -154,3 +154,4 @@ def test_a_return_probe_on_golab_is_named_and_an_armed_one_fails():
     assert ret["on_module"] and ret["enabled"] is True
     aborted = [c for c in armed.details["callers"] if c["rc"] is not None and c["rc"] < 0]
     assert aborted and "unexpected return pc for main.load" in aborted[0]["said"]
+    assert aborted[0]["corrupt"] and aborted[0]["said"] in armed.control  # the control quotes the line seen

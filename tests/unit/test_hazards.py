@@ -3,8 +3,8 @@ judgment on fixture observations (the shape probe_hazards.hazards returns)."""
 
 from __future__ import annotations
 
-from lab.checks.hazards import go_tuple, judge
-from lab.probe_hazards import parse_uprobe, scan_vdso
+from lab.checks.hazards import VDSO_DUMP, go_tuple, judge
+from lab.probe_hazards import parse_uprobe, scan_vdso, tracefs_mounts
 
 # __vdso_clock_gettime from a kernel built with -fstack-check (coreos-overlay#1359):
 # push %rbp; mov %rsp,%rbp; push %r14; push %r13; push %r12; push %rbx;
@@ -99,10 +99,15 @@ def ret(enabled, on_module=True) -> dict:
     }
 
 
-def test_vdso_probes_and_a_go_older_than_the_fix_fail():
-    r = judge(obs([PROBE]), "go1.9.1")
-    assert r.status == "fail" and "go1.9.1" in r.reason and "golang/go#20427" in r.reason
-    assert "unexpected signal during runtime execution" in r.impact and r.reproduce and r.control
+def test_vdso_probes_and_a_go_older_than_the_fix_warn_not_reproduced():
+    r = judge(obs([PROBE]), "go1.9.1")  # no Go caller was seen dying: the conditions hold, nothing more
+    assert r.status == "warn" and "go1.9.1" in r.reason and "golang/go#20427" in r.reason
+    assert "not reproduced here" in r.reason
+    assert "unexpected signal during runtime execution" in r.impact and r.reproduce
+
+
+def test_the_vdso_reproducer_leaves_no_file_behind():
+    assert "mktemp" in VDSO_DUMP and 'rm -f "$t"' in VDSO_DUMP and "/tmp/vdso.so" not in VDSO_DUMP
 
 
 def test_vdso_probes_with_a_fixed_go_pass_with_the_figures():
@@ -134,6 +139,50 @@ def test_an_armed_uretprobe_that_aborts_a_real_caller_fails():
     assert r.status == "fail"
     assert "(main.load)" in r.reason and "SIGABRT" in r.reason and "unexpected return pc" in r.reason
     assert "getent -s golab passwd pyama" in r.reproduce
+    assert "unexpected return pc for main.load called from 0x7fffffffe000" in r.control  # the line seen
+
+
+GETENT = ["getent", "-s", "golab", "passwd", "pyama"]
+
+
+def test_a_signal_death_with_gos_traceback_fails_and_without_it_warns():
+    dead = {"argv": GETENT, "rc": -11, "said": "SIGSEGV: segmentation violation", "corrupt": False}
+    r = judge(obs(events=[ret(True)], callers=[{**dead, "traceback": True}]), "go1.19.8")
+    assert r.status == "fail" and "SIGSEGV" in r.reason and "SIGSEGV: segmentation violation" in r.control
+    r = judge(obs(events=[ret(True)], callers=[{**dead, "traceback": False, "said": ""}]), "go1.19.8")
+    assert r.status == "warn" and "without Go's stack abort" in r.reason
+
+
+def test_a_timeout_or_an_exit_status_under_an_armed_probe_warns():
+    slow = {"argv": GETENT, "rc": None, "said": "no answer in 10 s"}
+    r = judge(obs(events=[ret(True)], callers=[slow]), "go1.19.8")
+    assert r.status == "warn" and "gave no answer in 10 s" in r.reason
+    said = {"argv": GETENT, "rc": 2, "said": "fatal error: unexpected signal", "traceback": True}
+    assert judge(obs(events=[ret(True)], callers=[said]), "go1.19.8").status == "warn"
+
+
+def test_an_unreadable_uprobe_events_skips_with_the_reason():
+    o = obs()
+    o["uprobes"] = {
+        "tracefs": "/sys/kernel/tracing",
+        "mounted": True,
+        "events": [],
+        "error": "/sys/kernel/tracing/uprobe_events: Permission denied",
+    }
+    r = judge(o, "go1.19.8")
+    assert r.status == "skip" and "Permission denied" in r.reason and "no stack probes" in r.reason
+
+
+def test_tracefs_is_found_in_the_mount_table_not_by_touching_debugfs(tmp_path):
+    table = tmp_path / "mounts"
+    table.write_text(
+        "sysfs /sys sysfs rw 0 0\n"
+        "tracefs /sys/kernel/debug/tracing tracefs rw 0 0\n"
+        "tracefs /sys/kernel/tracing tracefs rw 0 0\n"
+        "tracefs /srv/my\\040trace tracefs rw 0 0\n"
+    )
+    assert tracefs_mounts(str(table)) == ["/sys/kernel/tracing", "/sys/kernel/debug/tracing", "/srv/my trace"]
+    assert tracefs_mounts(str(tmp_path / "absent")) == []
 
 
 def test_an_armed_uretprobe_off_every_callers_path_warns():

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 from lab.checks.identity import candidates, judge
+from lab.entrypoints import Answer
+from lab.probe_identity import identity as probe_identity
 
 FILES = {
     "passwd": [["root", 0, 0], ["daemon", 1, 1], ["nobody", 65534, 65534], ["cloud", 1000, 1000]],
@@ -129,3 +133,66 @@ def test_nothing_served_and_nothing_asked_is_a_skip():
 def test_the_unassigned_candidates_are_the_same_every_run():
     assert candidates("passwd") == candidates("passwd") != candidates("group")
     assert all(i >= 3_000_000 for i in candidates("passwd"))
+
+
+def test_a_cut_short_sweep_is_said_in_the_reason():
+    o = {**obs([("pyama", 10301, 2000)]), "cut_short": ["getpwent_r() after 2 entries (0.1 s budget)"]}
+    r = judge(o, "mod")
+    assert r.status == "pass" and "cut short" in r.reason and "after 2 entries" in r.reason
+    assert r.details["cut_short"] == o["cut_short"]
+    r = judge({**o, "served": {"passwd": [{"name": "daemon", "id": 40001, "gid": 1, "how": "x"}]}}, "mod")
+    assert r.status == "fail" and "after 2 entries" in r.reason
+
+
+SLOW_USERS = [{"name": f"u{i}", "uid": 10000 + i, "gid": 100} for i in range(50)]
+
+
+class SlowModule:
+    """A module whose every call takes DELAY seconds (nss_modules/slowlab's 300 ms, scaled down)."""
+
+    DELAY = 0.02
+    USERS = SLOW_USERS
+
+    def __init__(self) -> None:
+        self.at = 0
+
+    def sized(self, db, by, key):
+        time.sleep(self.DELAY)
+        hit = [u for u in self.USERS if u["name" if by == "name" else "uid"] == key]
+        return Answer(1, 0, hit[0], 0) if hit else Answer(0, 2, None, 0)
+
+    def setent(self, db):
+        self.at = 0
+        return 1
+
+    def endent(self, db):
+        return 1
+
+    def getent(self, db, size=0):
+        time.sleep(self.DELAY)
+        if self.at >= len(self.USERS):
+            return Answer(0, 2, None, 0)
+        self.at += 1
+        return Answer(1, 0, self.USERS[self.at - 1], 0)
+
+    def function(self, name):
+        return object()
+
+
+def test_a_slow_module_gets_a_bounded_sample_not_a_worker_timeout():
+    spec = {
+        "queries": [["passwd", "name", "u1"], ["passwd", "id", 10001], ["passwd", "name", "ghost"]],
+        "listings": ["passwd"],
+        "unassigned": {"passwd": [5_000_001, 5_000_002, 5_000_003]},
+        "files_names": [],
+        "listing_budget": 0.2,
+        "query_budget": 0.2,
+        "unassigned_budget": 0.2,
+    }
+    start = time.monotonic()
+    got = probe_identity(SlowModule(), spec)
+    assert time.monotonic() - start < 1.5  # 50 entries + 6 lookups would take 1.1 s unbounded
+    assert 0 < got["listed"]["passwd"] < 50 and "after" in got["cut_short"][0]
+    assert got["queries_skipped"] == 2  # u1 and 10001 came with the listing
+    assert got["unanswered"] == ["getpwnam_r('ghost'): NOTFOUND"]
+    assert [t["status"] for t in got["invented"]["passwd"]] == ["NOTFOUND"] * 3
