@@ -275,6 +275,8 @@ def reuse(module: ep.Module, caller: Caller, listings: list[str], deadline: floa
         os.lseek(n, 7, os.SEEK_SET)
         st = os.fstat(n)
         files[n] = {"id": [st.st_dev, st.st_ino], "offset": 7, "content": content}
+    # The control: each file as the caller left it, measured the same way before the module's calls.
+    before = {str(n): caller_file(n, want) for n, want in files.items()}
     module.note("descriptors: lookups after the caller closed fds 3 and up and opened its own files")
     calls = caller.run(max(len(caller), 3), deadline)
     # Looked at twice: after the lookups, and after the listing (a module that writes to a
@@ -299,6 +301,7 @@ def reuse(module: ep.Module, caller: Caller, listings: list[str], deadline: floa
         "numbers": numbers,
         "calls": calls,
         "listing_calls": listed,
+        "before": before,
         "files": seen,
     }
 

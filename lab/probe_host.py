@@ -395,12 +395,28 @@ def sweep(baseline: set[int]) -> list[int]:
     return killed
 
 
-def kill(pid: int) -> None:
+KILL_WAIT = 2.0  # seconds a SIGKILLed child gets to be reaped
+UNREAPED: list[int] = []  # children killed but not reaped in time: data for the result
+
+
+def kill(pid: int) -> bool:
+    """SIGKILL and reap, polled against a deadline: a blocking waitpid() could wait forever
+    (under a module's SIGCHLD SIG_IGN it waits for every child). False, and the pid in
+    UNREAPED, when the child was not reaped in time."""
     try:
         os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + KILL_WAIT
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return True
+        except ChildProcessError:  # not ours to reap (SIGCHLD ignored: the kernel reaped it)
+            return True
+        time.sleep(0.005)
+    UNREAPED.append(pid)
+    return False
 
 
 class Syslog:
@@ -416,10 +432,14 @@ class Syslog:
         self.dir = tempfile.mkdtemp(prefix="nsslab-log-", dir=where)
         self.path = os.path.join(self.dir, "log")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        fd = fcntl_dup(self.sock.detach())  # out of the low numbers, like the captures
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM, fileno=fd)
-        self.sock.bind(self.path)
-        self.sock.setblocking(False)
+        try:
+            fd = fcntl_dup(self.sock.detach())  # out of the low numbers, like the captures
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM, fileno=fd)
+            self.sock.bind(self.path)
+            self.sock.setblocking(False)
+        except OSError:  # nothing of ours left behind: the caller records syslog as unmeasured
+            self.close()
+            raise
 
     def line(self) -> dict:
         """Sends one marked line through libc's syslog() and reads what arrived."""
@@ -455,11 +475,11 @@ class Syslog:
             self.sock.close()
         except OSError:  # a module closed it: it is gone either way
             pass
-        try:
-            os.unlink(self.path)
-        except OSError:
-            pass
-        os.rmdir(self.dir)
+        for remove, path in ((os.unlink, self.path), (os.rmdir, self.dir)):
+            try:
+                remove(path)
+            except OSError:  # never created (bind failed), or already gone
+                pass
 
 
 def parse_line(text: str, marker: str) -> dict:
@@ -535,6 +555,7 @@ def side_effects(module: ep.Module, spec: dict) -> dict:
     libc = Libc()
     where = os.path.dirname(os.path.abspath(__file__))
     result: dict = {"calls": [], "changes": [], "not_called": [], "unmeasured": {}}
+    UNREAPED.clear()
     started = time.monotonic()
     ep.memory()  # the probe's own descriptors are open before the first snapshot
     pipe_was = signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # as a C caller (sshd) has it
@@ -602,6 +623,7 @@ def side_effects(module: ep.Module, spec: dict) -> dict:
             log.close()
         signal.signal(signal.SIGPIPE, pipe_was)
         signal.signal(signal.SIGXFSZ, xfsz_was)
+    result["unreaped"] = list(UNREAPED)  # killed but not reaped within KILL_WAIT: named, not waited for
     result["leftover"] = leftover(out, log, where)
     result["seconds"] = round(time.monotonic() - started, 3)
     result["library"] = spec["library"]

@@ -118,19 +118,45 @@ def inherit_claim(obs: dict, key: str) -> Claim | None:
         else "the lab's own descriptors are all FD_CLOEXEC: its channel (fd 900+) was not inherited"
     )
     program = (
-        f"import pwd, subprocess; pwd.getpwnam({json.dumps(key)}); "
+        f"import ctypes, subprocess; libc = ctypes.CDLL(None); {phase_calls(obs, phase, key)}; "
         'subprocess.run(["ls", "-l", "/proc/self/fd/"], close_fds=False)'
     )
     return Claim(
         "fail",
         f"every program the caller execs inherits {what}: a helper fork+exec'd {when} had it "
         f"({first['calls']} calls in that phase)",
-        impact="sshd's session shells, cron jobs, sudo's and su's commands and every child of a "
-        "daemon that resolved a user get the module's descriptor; it stays open as long as they run, "
+        impact="every program a caller fork+execs without closing its descriptors first, as the lab's "
+        "helper was (a shell that expanded ~user or showed \\u passes it to every command it runs, a "
+        "daemon to its helper scripts), gets the module's descriptor; it stays open as long as they run, "
         "readable (or writable) by code running as another user after setuid",
         reproduce=f"python3 -c {shlex.quote(program)}  # with the module in nsswitch.conf",
         control=control,
     )
+
+
+LISTINGS = {"passwd": "pw", "group": "gr", "shadow": "sp"}
+
+
+def lookups(key: str) -> str:
+    """glibc's own dispatch through libc (NULL on a miss, no exception): the lab's kinds of
+    lookups, a hit or miss by name and misses by id, in passwd and group."""
+    k = f"{json.dumps(key)}.encode()"
+    return f"libc.getpwnam({k}), libc.getpwuid({MISS_ID}), libc.getgrnam({k}), libc.getgrgid({MISS_ID})"
+
+
+def listing(dbs: list[str]) -> str:
+    return "; ".join(
+        f"libc.set{x}ent(); libc.get{x}ent(); libc.end{x}ent()" for x in map(LISTINGS.get, dbs) if x
+    )
+
+
+def phase_calls(obs: dict, phase: str, key: str) -> str:
+    """The calls of the phase after which the helper inherited the descriptor."""
+    if phase == "listing" and listing(obs.get("listed", [])):
+        return listing(obs["listed"])
+    if phase == "after all" and listing(obs.get("listed", [])):
+        return f"{lookups(key)}; {listing(obs['listed'])}"
+    return lookups(key)
 
 
 # ---------------------------------------------------------------- (b) flat count
@@ -169,9 +195,8 @@ def growth_claims(obs: dict, key: str) -> list[Claim]:
         sample = ", ".join(f"fd {fd} {got['held'][fd]['target']}" for fd in new[:3])
         if part == "threads":
             program = (
-                "import os, pwd, threading; "
-                f"ts = [threading.Thread(target=pwd.getpwnam, args=({json.dumps(key)},)) "
-                "for _ in range(200)]; "
+                f"import ctypes, os, threading; libc = ctypes.CDLL(None); q = lambda: ({lookups(key)}); "
+                "ts = [threading.Thread(target=q) for _ in range(200)]; "
                 '[(t.start(), t.join()) for t in ts]; print(len(os.listdir("/proc/self/fd")))'
             )
             impact = (
@@ -181,13 +206,16 @@ def growth_claims(obs: dict, key: str) -> list[Claim]:
             control = f"{obs['lookups']['done']} lookups in one thread: {rise(obs['lookups'])['total']:+d}"
         else:
             program = (
-                f"import os, pwd; [pwd.getpwnam({json.dumps(key)}) for _ in range(1000)]; "
+                f"import ctypes, os; libc = ctypes.CDLL(None); [({lookups(key)}) for _ in range(250)]; "
                 'print(len(os.listdir("/proc/self/fd")))'
             )
             impact = (
                 "a long-running caller (sshd, nscd, a daemon that looks users up) runs out of descriptors"
             )
-            control = "the count was taken between calls; the lab's own descriptors are not counted"
+            control = (
+                "the count (every open descriptor, the lab's included) was taken between calls, and "
+                "the lab opens nothing per call: the growth is the module's"
+            )
         out.append(
             Claim(
                 "fail",
@@ -248,18 +276,37 @@ def reuse_claim(obs: dict, key: str) -> Claim | None:
         return None
     reuse = obs["reuse"]
     untouched = [int(n) for n, s in reuse["files"].items() if all(g["state"] == "intact" for g in s)]
+    before = reuse.get("before", {})
+    intact_before = sorted(int(n) for n, g in before.items() if g["state"] == "intact")
+    if untouched:
+        control = (
+            "the caller's files at numbers the module never held stayed untouched: "
+            f"fds {brief(sorted(untouched))}"
+        )
+    elif before and len(intact_before) == len(reuse["files"]):
+        control = (
+            f"all {len(intact_before)} of the caller's files (fds {brief(intact_before)}) were checked right "
+            "after it opened them, before the module's calls: same file, content and offset"
+        )
+    else:
+        control = None
     # glibc's own dispatch, a hit and misses (a miss goes past a cache to the daemon), the
-    # caller's files with data in them (libnss_sss 2.8 closes a "socket" with unread data)
-    k = json.dumps(key)
+    # caller's files with data in them (libnss_sss 2.8 closes a "socket" with unread data);
+    # unlinked temporary files, so nothing is left behind; each is shown before and after.
+    k = f"{json.dumps(key)}.encode()"
     program = (
-        "import ctypes, os; libc = ctypes.CDLL(None); "
-        f"q = lambda: [libc.getpwnam(b{k}), libc.getpwuid(4242424), "
-        f"libc.getpwnam(b{json.dumps(UNKNOWN_NAME)})]; q(); os.closerange(3, 256); "
-        'fds = [os.open("/tmp/nsslab-%d" % i, os.O_RDWR | os.O_CREAT | os.O_TRUNC) for i in range(8)]; '
-        'ino = [os.write(fd, b"caller data\\n") and os.fstat(fd).st_ino for fd in fds]; '
-        "q(); libc.setpwent(); libc.getpwent(); libc.endpwent(); "
-        'print([(fd, "closed" if not os.path.exists("/proc/self/fd/%d" % fd) else "ok" '
-        'if os.fstat(fd).st_ino == i else os.readlink("/proc/self/fd/%d" % fd)) for fd, i in zip(fds, ino)])'
+        "import ctypes, os, tempfile; libc = ctypes.CDLL(None); "
+        f"q = lambda: [libc.getpwnam({k}), libc.getpwuid({MISS_ID}), "
+        f"libc.getpwnam({json.dumps(UNKNOWN_NAME)}.encode())]; q(); os.closerange(3, 256); "
+        'D = b"caller data\\n" * 8; '
+        "mk = lambda t: (os.unlink(t[1]), os.write(t[0], D), os.lseek(t[0], 7, 0), t[0])[-1]; "
+        "fds = [mk(tempfile.mkstemp()) for i in range(8)]; ino = {fd: os.fstat(fd).st_ino for fd in fds}; "
+        'st = lambda fd: "closed" if not os.path.exists("/proc/self/fd/%d" % fd) else '
+        'os.readlink("/proc/self/fd/%d" % fd) if os.fstat(fd).st_ino != ino[fd] else '
+        '"written" if os.pread(fd, 4096, 0) != D else "moved" if os.lseek(fd, 0, 1) != 7 else "ok"; '
+        'print("before:", [(fd, st(fd)) for fd in fds]); '
+        f"q(); {listing(obs.get('listed', [])) or 'libc.setpwent(); libc.getpwent(); libc.endpwent()'}; "
+        'print("after:", [(fd, st(fd)) for fd in fds])'
     )
     calls = reuse["calls"] + reuse.get("listing_calls", 0)
     return Claim(
@@ -269,13 +316,10 @@ def reuse_claim(obs: dict, key: str) -> Claim | None:
         impact="a daemon that closes its descriptors when it starts (daemonizing) and opens its own at "
         "the same numbers gets its TCP socket, log or database file written to, read from or closed by "
         "the next lookup (SSSD#6592, #6986)",
-        reproduce=f"python3 -c {shlex.quote(program)}  # a sound module: every fd 'ok'",
-        control=(
-            "the caller's files at numbers the module never held stayed untouched: "
-            f"fds {brief(sorted(untouched))}"
-            if untouched
-            else None
-        ),
+        reproduce=f"python3 -c {shlex.quote(program)}  # a sound module: every fd 'ok' before and after",
+        control=control
+        or "no control: the module touched every one of the caller's files, and none was measured "
+        "before its calls",
     )
 
 

@@ -151,8 +151,8 @@ def claim(key: tuple, seen: list[dict], library: str, service: str, control: dic
             "for its user while stdout is the protocol stream (and rsync maps owner names the same way), so "
             "copies to this host break",
             reproduce=f'python3 -c "{call}" | od -c | head -3',
-            control="the lab's channel is not fd 1, and fd 1 was a fresh file before each call: the "
-            "bytes came from the module",
+            control="the lab's channel is not fd 1; fd 1 was the lab's capture file, its size read right "
+            "before and right after each call: the bytes arrived during the module's call",
         )
     if kind == "stderr":
         total = sum(c["bytes"] for c in seen)
@@ -319,8 +319,9 @@ def mask_claim(c: dict, where: str, call: str, control: dict) -> Claim:
     text = f"signals left blocked after {where}: {', '.join(blocked)}" if blocked else ""
     if c["unblocked"]:
         text += ("; " if text else "") + f"unblocked by {where}: {', '.join(c['unblocked'])}"
-    # grep exec'd directly: a shell (dash, bash) clears its mask at startup, most programs do not
-    exec_sh = "import os; os.execvp('grep', ['grep', '^SigBlk', '/proc/self/status'])"
+    # cat exec'd directly, as the lab's child: a shell (dash, bash) clears its mask at startup,
+    # most programs do not; the grep runs in the maintainer's shell, outside the caller
+    exec_sh = "import os; os.execvp('cat', ['cat', '/proc/self/status'])"
     inherited = [
         s for s in blocked if s in child.get("blocked", []) and s not in before_child.get("blocked", [])
     ]
@@ -330,9 +331,9 @@ def mask_claim(c: dict, where: str, call: str, control: dict) -> Claim:
             f"{text}; a fork+exec'd child then starts with {', '.join(inherited)} blocked (SigBlk of its "
             "/proc/self/status)",
             impact="the caller's thread, and every program it execs afterwards that does not clear its mask "
-            "(cat here; shells do clear it), no longer gets these signals: `kill` (SIGTERM) leaves them "
-            "running, SIGCHLD-driven reaping stalls",
-            reproduce=f'python3 -c "{call}; {exec_sh}"',
+            f"(cat here; shells do clear it), no longer gets {', '.join(inherited)}: "
+            + "; ".join(BLOCKED.get(s, f"{s} stays pending") for s in inherited),
+            reproduce=f'python3 -c "{call}; {exec_sh}" | grep ^SigBlk',
             control=f"the same child spawned before the first call: blocked {before_child.get('blocked')}",
         )
     return Claim(
@@ -340,8 +341,22 @@ def mask_claim(c: dict, where: str, call: str, control: dict) -> Claim:
         text,
         impact="the calling thread's signal mask differs after the lookup; no exec'd child was shown to "
         "inherit it",
-        reproduce=f'python3 -c "{call}; {exec_sh}"',
+        reproduce=f'python3 -c "{call}; {exec_sh}" | grep ^SigBlk',
     )
+
+
+# What a program that keeps a blocked signal blocked no longer does when it is sent.
+BLOCKED = {
+    "SIGTERM": "`kill` (SIGTERM) and systemd's stop leave it running",
+    "SIGINT": "Ctrl-C does not stop it",
+    "SIGHUP": "a hangup or a reload request (SIGHUP) does not reach it",
+    "SIGQUIT": "Ctrl-\\ does not stop it",
+    "SIGCHLD": "SIGCHLD-driven reaping of its children stalls",
+    "SIGALRM": "alarm()-based timeouts never fire",
+    "SIGPIPE": "a write to a closed pipe fails with EPIPE instead of ending it (`yes | head` runs on)",
+    "SIGUSR1": "its SIGUSR1 requests (log reopening, status) are not handled",
+    "SIGUSR2": "its SIGUSR2 requests are not handled",
+}
 
 
 def syslog_claim(c: dict, where: str, call: str) -> Claim:
@@ -358,7 +373,8 @@ def syslog_claim(c: dict, where: str, call: str) -> Claim:
         "under the module's name and facility from then on: alerts and log filters on the program's name "
         "miss them (pam_tacplus#111: a web server's lines became 'PAM-tacplus' after one login)",
         reproduce=f'python3 -c "{call}; import ctypes; '
-        "ctypes.CDLL(None).syslog(6, b'%s', b'nsslab marker')\"; journalctl -n 5 | grep 'nsslab marker'",
+        "ctypes.CDLL(None).syslog(6, b'%s', b'nsslab marker')\"; journalctl -n 5 | grep 'nsslab marker'"
+        "  # writes one 'nsslab marker' line into this host's real journal",
         control=f"the same syslog() before the first call: {before.get('line')!r}",
     )
 

@@ -165,3 +165,37 @@ def test_a_module_that_moves_the_callers_offset_fails():
     obs["reuse"]["files"]["3"] = [{"state": "moved", "offset": 640, "was": 7}]
     got = judge(obs)
     assert got.status == "fail" and "moved its offset from 7 to 640" in got.reason
+
+
+def python_of(reproduce: str) -> str:
+    """The program of a `python3 -c '...'  # comment` reproducer, as the shell passes it."""
+    import shlex
+
+    return shlex.split(reproduce, comments=True)[2]
+
+
+def test_the_reproducers_are_python_that_survives_a_miss_and_uses_the_phases_calls():
+    # No manifest user: the key is the unknown name, which pwd.getpwnam would raise on;
+    # libc's getpwnam through ctypes returns NULL instead.
+    obs = observed(
+        phases=[*CLEAN["phases"][:2], phase("listing", 6, HELD, {"7": "/etc/group"}), CLEAN["phases"][3]]
+    )
+    got = judge(obs)
+    assert got.status == "fail" and "pwd." not in got.reproduce
+    program = python_of(got.reproduce)
+    compile(program, "reproduce", "exec")
+    assert "libc.setgrent(); libc.getgrent(); libc.endgrent()" in program  # the listing leaked it
+    assert "getpwnam" not in program
+
+
+def test_the_reuse_reproducer_leaves_nothing_and_shows_writes_and_offsets():
+    obs = observed()
+    obs["reuse"]["files"] = {n: [{"state": "moved", "offset": 640, "was": 7}] for n in ("3", "4", "5")}
+    got = judge(obs)
+    program = python_of(got.reproduce)
+    compile(program, "reproduce", "exec")
+    assert "os.unlink" in program and '"written"' in program and '"moved"' in program
+    # every file touched and none measured before: said plainly
+    assert got.control.startswith("no control")
+    obs["reuse"]["before"] = {n: {"state": "intact"} for n in ("3", "4", "5")}
+    assert "before the module's calls" in judge(obs).control

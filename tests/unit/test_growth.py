@@ -113,3 +113,14 @@ def test_a_slow_module_is_skipped_with_its_per_call_time():
 def test_a_run_cut_short_is_judged_and_says_so():
     got = judge(run(done=15000))
     assert got.status == "pass" and "15,000 (of 20,000: the 1 s budget ran out)" in got.reason
+
+
+def test_the_reproducer_loops_over_the_kinds_and_says_what_it_leaves_out():
+    got = judge(run(heap_per_1000=15.4), "memleaklab", "pyama")
+    program = got.reproduce.split("python3 -c ", 1)[1].split(", then with")[0]
+    import shlex
+
+    code = shlex.split(program)[0]
+    compile(code, "reproduce", "exec")
+    assert "getgrgid" in code and "getpwuid" in code and '"pyama".encode()' in code
+    assert "shadow and initgroups" in got.reproduce
