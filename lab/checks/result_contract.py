@@ -60,7 +60,9 @@ def result_contract(ctx: Context) -> CheckResult:
         return bad
     claims, details = judge(value, ctx.elf.machine, str(ctx.module.library.resolve()), ctx.module.name)
     for claim, reused in details.pop("_dirty"):  # what glibc's own reused buffer makes of it
-        claim.text += glibc_reuse(ctx, reused)
+        line, said = glibc_reuse(ctx, reused)
+        claim.text += said
+        confirm(claim, reused, line)
     for claim, key in details.pop("_null"):  # what glibc's own getent prints for it
         claim.text += glibc_prints(ctx, [str(k) for k in key])
     found = verdict(claims, details)
@@ -93,9 +95,9 @@ def judge(value: dict, machine: str, library: str, service: str) -> tuple[list[C
     found: list[tuple[str, Claim]] = []  # (cause, claim)
     found += null_fields(shapes, library, service)
     found += strays(shapes, tried, value["listings"], library, service)
-    found += members(shapes, machine)
+    found += members(shapes, machine, service)
     dirty = dirty_buffers(value["reused"], service)
-    found += [("dirty-buffer" if c.status == "fail" else "unstable-answer", c) for c, _ in dirty]
+    found += [("dirty-buffer" if r["control_same"] else "unstable-answer", c) for c, r in dirty]
     claims = [c for _, c in found]
     details = {
         "checked": len(shapes),
@@ -130,13 +132,12 @@ def null_fields(shapes: list, library: str, service: str) -> list[tuple[str, Cla
     for (db, f), queries in seen.items():
         more = f" (and {len(queries) - 1} more answers)" if len(queries) > 1 else ""
         claim = Claim(
-            "fail",
+            "warn",
             f"{queries[0]} returned SUCCESS with {C_FIELD[db][f]} NULL{more}",
-            impact="callers that copy or print the field crash on NULL: PHP's posix_getpwnam/getgrnam "
-            "(php-src#22426, #22433), sshd's pwcopy() strdup of pw_gecos (openssh-portable#589); "
-            "glibc's getent and Python's pwd print it as empty/None",
+            impact="no caller shown broken here (glibc's getent prints the field empty); callers that copy "
+            "it without a check crashed on NULL upstream: PHP's posix_getpwnam/getgrnam (php-src#22426, "
+            "#22433), sshd's pwcopy() strdup of pw_gecos (openssh-portable#589), not reproduced by the lab",
             reproduce=oneliner(library, service, queries[0], db, f),
-            control="the other string fields of the same answer point into the caller's buffer",
         )
         out.append(("null-field", claim))
     return out
@@ -161,15 +162,21 @@ def strays(shapes: list, tried: dict, listings: dict, library: str, service: str
         name = C_FIELD[db].get(f, "gr_mem[i]")
         more = f" ({len(queries)} answers, first {queries[0]})" if len(queries) > 1 else f" in {queries[0]}"
         text = f"{name} points outside the caller's buffer, into {where}{more}"
-        shown = next((s for q in queries if (s := rewrite(q, f, name, db, tried, listed))), None)
-        if shown:
+        first = next((q for q in queries if rewrite(q, f, name, db, tried, listed)), None)
+        if first:
+            shown = rewrite(first, f, name, db, tried, listed)
             race = next((tried[q] for q in queries if f in tried.get(q, {}).get("changed", {})), None)
+            repro = (
+                race_oneliner(library, service, race["query"], race["by"], db, f)
+                if race
+                else listing_oneliner(library, service, db, first.split(" at ", 1)[1].strip("'"), f)
+            )
             claim = Claim(
-                "fail",
-                f"{text}: {shown}",
+                "fail" if repro else "warn",
+                f"{text}: {shown}" + ("" if repro else " (no one-liner for this field: not claimed)"),
                 impact="a threaded caller (sssd's clients, nscd, a JVM), or one that keeps two entries, gets "
                 "another user's field in the first answer: the module's static data is shared by every call",
-                reproduce=race_oneliner(library, service, race["query"], race["by"], db, f) if race else None,
+                reproduce=repro,
                 control="the answer's fields inside the caller's buffer stayed the same",
             )
             out.append(("static-pointer", claim))
@@ -212,47 +219,66 @@ def region(w: dict) -> str:
     return f"{w['region']} ({w['perms']}{ro})" if w.get("perms") else w["region"]
 
 
-def members(shapes: list, machine: str) -> list[tuple[str, Claim]]:
+def members(shapes: list, machine: str, service: str) -> list[tuple[str, Claim]]:
     unaligned, unterminated = [], []
-    for _, query, shape in shapes:
+    for db, query, shape in shapes:
         m = shape.get("members")
         if not m or m.get("null"):
             continue
         if not m["aligned"]:
             unaligned.append((query, m))
         if m.get("inside") and m.get("terminated") is False:
-            unterminated.append((query, m))
+            unterminated.append((db, query, shape, m))
     out = []
     if unterminated:
-        q, m = unterminated[0]
+        db, q, shape, m = unterminated[0]
         more = f" ({len(unterminated)} answers)" if len(unterminated) > 1 else ""
-        claim = Claim(
-            "fail",
-            f"{q}: gr_mem runs out of the caller's buffer after {m['count']} pointers without its NULL{more}",
-            impact="every caller walks gr_mem to its NULL: `id`, `getent group` and initgroups read past the "
-            "buffer, print garbage members or crash",
+        beyond = m.get("beyond", 0)  # non-NULL words the probe read past the buffer's end
+        text = (
+            f"{q}: gr_mem runs out of the caller's buffer after {m['count']} pointers without its NULL{more}"
         )
+        name = shape.get("value", {}).get("name") or (shape.get("key") or [None, None, None])[2]
+        repro = f"getent -s {service} group {shlex.quote(str(name))}" if name is not None else None
+        if beyond:
+            claim = Claim(
+                "fail",
+                f"{text}; walking on as a caller does read {beyond} more non-NULL pointers past the buffer",
+                impact="every caller walks gr_mem to its NULL: `id`, `getent group` and initgroups take "
+                "words from beyond the buffer as members: garbage names or a crash",
+                reproduce=repro,
+                control=f"the array starts inside the buffer (offset {m['offset']}); its {m['count']} "
+                "pointers there were read as the module wrote them",
+            )
+        else:
+            claim = Claim(
+                "warn",
+                f"{text}; the word after the buffer was NULL or unreadable here: no member read beyond it",
+                impact="no caller shown broken here: a caller walking gr_mem to its NULL reads past its "
+                "buffer, and what it finds there depends on the caller's memory",
+                reproduce=repro,
+            )
         out.append(("members-unterminated", claim))
     if unaligned:
         q, m = unaligned[0]
-        traps = machine not in FORGIVING
         more = f" ({len(unaligned)} answers)" if len(unaligned) > 1 else ""
+        here = (
+            f"{machine} loads misaligned pointers in hardware: no caller breaks here"
+            if machine in FORGIVING
+            else f"not run on a trapping machine by the lab ({machine})"
+        )
         claim = Claim(
-            "fail" if traps else "warn",
+            "warn",
             f"{q}: gr_mem at buffer offset {m['offset']} is not pointer-aligned{more}",
-            impact=(
-                f"on {machine} a misaligned pointer load raises SIGBUS: every `ls -l` and `id` dies "
-                "(systemd#21935)"
-                if traps
-                else f"{machine} loads misaligned pointers in hardware: no caller breaks here; the same code "
-                "raises SIGBUS on SPARC (systemd#21935)"
-            ),
+            impact=f"{here}; on SPARC, MIPS, Alpha, PA-RISC and 32-bit ARM before v6 a misaligned pointer "
+            "load raises SIGBUS: `ls -l` and `id` died on SPARC (systemd#21935)",
         )
         out.append(("members-unaligned", claim))
     return out
 
 
 def dirty_buffers(reused: list, service: str) -> list[tuple[Claim, dict]]:
+    """A warn for each answer a reused buffer changed; confirm() makes it a fail once glibc's own
+    getent, reusing its buffer the same way, is seen printing the wrong answer."""
     out = []
     for r in reused:
         if r.get("same"):
@@ -260,15 +286,17 @@ def dirty_buffers(reused: list, service: str) -> list[tuple[Claim, dict]]:
         before = f"holding {query_of(r['previous'])}'s answer" if r.get("previous") else "filled with 0xA5"
         wrong = differences(r["got"], r["want"], "zeroed buffer") if r["got"] else f"status {r['status']}"
         text = f"{r['query']} into a reused {r['size']}-byte buffer ({before}) answered {wrong}"
-        keys = [str(r["previous"][2]), str(r["key"][2])] if r.get("previous") else [str(r["key"][2])]
+        keys = [str(r["previous"][2]), str(r["key"][2])] if r.get("previous") else []
         if r["control_same"]:
             claim = Claim(
-                "fail",
+                "warn",
                 text,
-                impact="glibc's getpwnam/getgrgid (and so `id`, `ls -l`, `getent` with several keys) reuse "
-                "one buffer for every call: the answer carries the previous caller's bytes",
-                reproduce=f"getent -s {service} {GETENT[r['query'].split('(')[0]]} {shlex.join(keys)}",
-                control="the same lookup into a zeroed buffer, made again, gave the first answer",
+                impact="not shown through glibc: its getpwnam/getgrgid reuse one buffer for every call, so "
+                "a caller may get the previous caller's bytes"
+                + ("" if r.get("previous") else "; a first call has no earlier answer for getent to leave"),
+                reproduce=f"getent -s {service} {r['key'][0]} {shlex.join(keys)}"
+                if keys and r["key"][0] != "shadow"
+                else None,
             )
         else:
             claim = Claim(
@@ -279,6 +307,44 @@ def dirty_buffers(reused: list, service: str) -> list[tuple[Claim, dict]]:
             )
         out.append((claim, r))
     return out
+
+
+def confirm(claim: Claim, r: dict, line: str | None) -> None:
+    """A fail when glibc's `getent DB PREV KEY` printed LINE for KEY, unlike the zeroed-buffer answer."""
+    if not r.get("control_same") or line is None or not claim.reproduce:
+        return
+    shown = parsed(r["key"][0], line)
+    if shown is None or shown == {f: r["want"].get(f) for f in shown}:
+        return
+    claim.status = "fail"
+    claim.impact = (
+        "glibc's getpwnam/getgrgid (and so `id`, `ls -l`, `getent` with several keys) reuse one buffer for "
+        "every call: getent printed the previous caller's bytes in this answer"
+    )
+    off = [f for f in shown if shown[f] != r["want"].get(f)]
+    claim.control = "the same lookup into a zeroed buffer, made twice, gave " + ", ".join(
+        f"{f} {r['want'].get(f)!r} where getent printed {shown[f]!r}" for f in off
+    )
+
+
+def parsed(db: str, line: str) -> dict | None:
+    """getent's line as entry() fields (None: not a line of DB's shape)."""
+    p = line.split(":")
+    try:
+        if db == "passwd" and len(p) == 7:
+            return {
+                "name": p[0],
+                "uid": int(p[2]),
+                "gid": int(p[3]),
+                "gecos": p[4],
+                "home": p[5],
+                "shell": p[6],
+            }
+        if db == "group" and len(p) == 4:
+            return {"name": p[0], "gid": int(p[2]), "members": p[3].split(",") if p[3] else []}
+    except ValueError:
+        return None
+    return None
 
 
 def query_of(key: list) -> str:
@@ -322,6 +388,21 @@ def race_oneliner(library: str, service: str, first: str, second: str, db: str, 
     )
 
 
+def listing_oneliner(library: str, service: str, db: str, entry: str, field: str) -> str | None:
+    """python3 -c: get*ent_r up to ENTRY, its field; the next get*ent_r (another buffer); the field again."""
+    if field not in SLOT[db]:
+        return None
+    ent = {"passwd": "pw", "group": "gr", "shadow": "sp"}[db]
+    return (
+        "python3 -c \"import ctypes as c;l=c.CDLL('" + library + "');"
+        f"f=l._nss_{service}_get{ent}ent_r;l._nss_{service}_set{ent}ent(0);r,s=(c.c_void_p*8)(),(c.c_void_p*8)();"
+        "b,d=c.create_string_buffer(4096),c.create_string_buffer(4096);e=c.c_int();"
+        f"any(f(r,b,4096,c.byref(e))!=1 or c.string_at(r[0])=={entry.encode()!r} for _ in range(100000));"
+        f'a=c.string_at(r[{SLOT[db][field]}]);f(s,d,4096,c.byref(e));print(a,c.string_at(r[{SLOT[db][field]}]))"'
+        f"   # {entry}'s {C_FIELD[db][field]}, before and after the next get{ent}ent_r"
+    )
+
+
 def arg(query: str) -> str:
     """The ctypes argument for a query's key: "getpwnam_r('pyama')" -> b'pyama'."""
     key = query.partition("(")[2].rstrip(")")
@@ -345,17 +426,18 @@ def glibc_prints(ctx: Context, argv_tail: list[str]) -> str:
     return f"; glibc's `{shlex.join(argv)}` prints {done.stdout.strip()[:100]!r} (exit {done.rc})"
 
 
-def glibc_reuse(ctx: Context, r: dict) -> str:
-    """What glibc's own getent, which reuses one buffer for all its keys, prints for the entry."""
+def glibc_reuse(ctx: Context, r: dict) -> tuple[str | None, str]:
+    """What glibc's own getent, which reuses one buffer for all its keys, prints for the entry:
+    (its line for KEY or None, the words for the claim)."""
     if not r.get("previous") or r["key"][0] == "shadow":
-        return ""
+        return None, ""
     db = r["key"][0]
     argv = ["getent", "-s", ctx.module.name, db, str(r["previous"][2]), str(r["key"][2])]
     try:
         done = ctx.target.run(argv, timeout=20)
     except CommandTimeout:
-        return f"; `{shlex.join(argv)}` did not return in 20 s"
+        return None, f"; `{shlex.join(argv)}` did not return in 20 s"
     lines = done.stdout.strip().splitlines()
     if len(lines) < 2:
-        return f"; `{shlex.join(argv)}` printed {len(lines)} line(s)"
-    return f"; glibc's `{shlex.join(argv)}` prints {lines[1][:100]!r}"
+        return None, f"; `{shlex.join(argv)}` printed {len(lines)} line(s)"
+    return lines[1], f"; glibc's `{shlex.join(argv)}` prints {lines[1][:100]!r}"

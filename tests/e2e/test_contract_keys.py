@@ -19,9 +19,9 @@ def test_a_static_pw_dir_that_another_thread_rewrites_fails(lab_run):
     assert "libnss_staticptrlab.so.2" in home["outside"]["region"] and home["outside"]["writable"]
 
 
-def test_a_null_gecos_fails(lab_run):
+def test_a_null_gecos_warns(lab_run):
     c = checks(lab_run("nullfieldlab"))["result-contract"]
-    assert c.status == "fail" and c.details["causes"] == ["null-field"]
+    assert c.status == "warn" and c.details["causes"] == ["null-field"]  # getent prints it empty
     nulls = [a["query"] for a in c.details["answers"] if a.get("fields", {}).get("gecos", {}).get("null")]
     assert nulls == ["getpwnam_r('hanako')", "getpwuid_r(10303)"]
 
