@@ -21,6 +21,7 @@ import pytest
 from lab import boxes
 from lab.backends import vagrant
 from lab.backends.vagrant import parallel_slots
+from lab.checks import growth
 from lab.cli import main
 from lab.runner import run_module
 from tests.conftest import MODULES
@@ -119,13 +120,23 @@ def debian12(before, tmp_path_factory):
     return rc, by_module(doc, "vagrant:debian12"), network_kept
 
 
+def too_slow_here(c: dict) -> bool:
+    """growth skipped because this target (qemu's TCG) cannot fit the lookups it needs in its
+    budget: its own figures say so (the time per call), not a verdict on the module."""
+    d = c.get("details") or {}
+    return c["status"] == "skip" and d.get("per_call", 0) * growth.MINIMUM > growth.BUDGET
+
+
 def test_vm_gives_the_sandbox_verdicts(debian12):
     rc, got, _ = debian12
     assert rc == 1  # golab, noshadowlab and execstacklab do not pass
     for name in DEBIAN12:
         sandbox = run_module(MODULES / name)
-        same = {c.id: c.status for c in sandbox.checks if c.id != "login-paths"}  # a VM-only check
-        vm = {check: c["status"] for check, c in got[name].items() if check != "login-paths"}
+        slow = {check for check, c in got[name].items() if too_slow_here(c)}
+        assert slow <= {"growth"}, (name, slow)  # only a budget-bound check may, and it says why
+        skip = {"login-paths", *slow}  # login-paths is a VM-only check
+        same = {c.id: c.status for c in sandbox.checks if c.id not in skip}
+        vm = {check: c["status"] for check, c in got[name].items() if check not in skip}
         assert vm == same, name
     assert got["golab"]["fork-child"]["cause"] == "go-runtime-after-fork"
     assert got["golab"]["setxid"]["cause"] == "setxid-abort"
@@ -183,7 +194,8 @@ def test_matrix_runs_every_check_on_every_platform(matrix):
     for platform in MATRIX:
         clab = by_module(doc, f"vagrant:{platform}")["clab"]
         not_passed = {c: v["status"] for c, v in clab.items() if v["status"] != "pass"}
-        assert not_passed == {"go-runtime": "skip"}, (platform, not_passed)  # clab is C
+        not_passed = {c: v for c, v in not_passed.items() if not too_slow_here(clab[c])}
+        assert not_passed == {"go-runtime": "skip", "hazards": "skip"}, (platform, not_passed)  # clab is C
         assert "login-paths" in clab
 
 
