@@ -403,15 +403,26 @@ def unknown(module: Module, spec: dict) -> dict:
 # ---------------------------------------------------------------- enumeration
 
 
-def listing(module: Module, db: str, limit: int, size: int = BIG, grow: bool = True) -> dict:
+def listing(
+    module: Module, db: str, limit: int, size: int = BIG, grow: bool = True, deadline: float | None = None
+) -> dict:
     """get*ent_r until it stops. The buffer doubles on ERANGE, as glibc's does (a 5,000-member
     group needs 85 KiB), and the same entry must come back. A name listed LOOP times, or
-    LIMIT entries, is a loop."""
+    LIMIT entries, is a loop. Past DEADLINE (time.monotonic()) it stops with timed_out."""
     names: list = []
     entries: list = []
     seen: dict = {}
     retries = 0
     while len(names) < limit:
+        if deadline is not None and time.monotonic() > deadline:
+            return {
+                "names": names,
+                "entries": entries,
+                "end": None,
+                "looped": False,
+                "retries": retries,
+                "timed_out": True,
+            }
         got = module.getent(db, size)
         if got.status == -2 and got.errno == ERANGE and grow and size < HUGE:
             size *= 2

@@ -75,33 +75,21 @@ def served_entry(db: str, value: dict, how: str) -> dict:
 
 
 def bounded_listing(module: ep.Module, db: str, budget: float) -> dict:
-    """get*ent_r until it stops, LISTING_LIMIT entries, a name seen ep.LOOP times, or BUDGET
-    seconds; the buffer doubles on ERANGE as glibc's does. cut_short says why it stopped early."""
-    entries: list = []
-    seen: dict = {}
-    size, cut, deadline = ep.BIG, "", time.monotonic() + budget
+    """ep.listing within BUDGET seconds; cut_short says why it stopped early."""
     module.setent(db)
-    while True:
-        if len(entries) >= LISTING_LIMIT:
-            cut = f"limit {LISTING_LIMIT}"
-            break
-        if time.monotonic() > deadline:
-            cut = f"{budget:g} s budget"
-            break
-        got = module.getent(db, size)
-        if got.status == -2 and got.errno == ep.ERANGE and size < ep.HUGE:
-            size *= 2
-            continue
-        if got.status != 1 or not got.value:
-            break
-        name = got.value["name"]
-        seen[name] = seen.get(name, 0) + 1
-        if seen[name] >= ep.LOOP:
-            cut = f"{name!r} listed {ep.LOOP} times"
-            break
-        entries.append(got.value)
+    got = ep.listing(module, db, LISTING_LIMIT, deadline=time.monotonic() + budget)
     module.endent(db)
-    return {"entries": entries, "cut_short": cut}
+    cut = ""
+    if got.get("timed_out"):
+        cut = f"{budget:g} s budget"
+    elif got["looped"]:
+        last = got["names"][-1] if got["names"] else None
+        cut = (
+            f"limit {LISTING_LIMIT}"
+            if len(got["names"]) >= LISTING_LIMIT
+            else f"{last!r} listed {ep.LOOP} times"
+        )
+    return {"entries": got["entries"], "cut_short": cut}
 
 
 def identity(module: ep.Module, spec: dict) -> dict:
