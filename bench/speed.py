@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 
 from lab import elf
-from lab.backends.sandbox import Sandbox
 from lab.checks import Context
 from lab.module import ensure_built, load
 from lab.runner import run_module
+from lab.targets.sandbox import Sandbox
 
 MODULES = Path(__file__).resolve().parent.parent / "nss_modules"
 

@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.backends.base import bounded_run
 from lab.errors import LabError
+from lab.proc import bounded_run
 
 MIRROR = os.environ.get("NSSLAB_MIRROR", "http://deb.debian.org/debian")
 CACHE = Path(os.environ.get("NSSLAB_CACHE", Path.home() / ".cache" / "nsslab")) / "boxes"
@@ -120,22 +120,29 @@ def box_present(platform: str) -> bool:
     return any((VAGRANT_HOME / "boxes" / box_name(platform).replace("/", "-VAGRANTSLASH-")).glob("*/libvirt"))
 
 
+def debootstrap(platform: str, root: Path, include: str) -> None:
+    """A minbase PLATFORM tree at ROOT with INCLUDE and EXTRA (bash-completion, python3, gdb)."""
+    suite = PLATFORMS[platform].suite
+    step(
+        "debootstrap", ["debootstrap", "--variant=minbase", f"--include={include}", suite, str(root), MIRROR]
+    )
+    shutil.copy("/etc/resolv.conf", root / "etc/resolv.conf")
+    env = ["env", "DEBIAN_FRONTEND=noninteractive", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
+    step(
+        "apt-get install " + " ".join(EXTRA),
+        ["chroot", str(root), *env, "apt-get", "install", "-y", "-q", "--no-install-recommends", *EXTRA],
+    )
+    shutil.rmtree(root / "var/cache/apt/archives", ignore_errors=True)
+    (root / "var/cache/apt/archives/partial").mkdir(parents=True)
+
+
 def make_box(platform: str, target: Path) -> None:
     work = CACHE / f"build-{platform}"
     shutil.rmtree(work, ignore_errors=True)
     root = work / "root"
     root.mkdir(parents=True)
     try:
-        suite = PLATFORMS[platform].suite
-        step(
-            "debootstrap", ["debootstrap", "--variant=minbase", f"--include={BASE}", suite, str(root), MIRROR]
-        )
-        shutil.copy("/etc/resolv.conf", root / "etc/resolv.conf")
-        env = ["env", "DEBIAN_FRONTEND=noninteractive", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
-        step(
-            "apt-get install " + " ".join(EXTRA),
-            ["chroot", str(root), *env, "apt-get", "install", "-y", "-q", "--no-install-recommends", *EXTRA],
-        )
+        debootstrap(platform, root, BASE)
         configure(root, platform)
         image = work / "disk.raw"
         step(
@@ -184,8 +191,6 @@ def configure(root: Path, platform: str) -> None:
     uid, gid = (int(x) for x in (root / "etc/passwd").read_text().split("vagrant:x:")[1].split(":")[:2])
     for path in (ssh, ssh / "authorized_keys", root / "home/vagrant"):
         os.chown(path, uid, gid)
-    shutil.rmtree(root / "var/cache/apt/archives", ignore_errors=True)
-    (root / "var/cache/apt/archives/partial").mkdir(parents=True)
 
 
 def main(platforms: list[str], force: bool = False) -> int:

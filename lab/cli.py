@@ -22,7 +22,6 @@ import sys
 import threading
 from pathlib import Path
 
-from lab.backends import close_all
 from lab.boxes import PLATFORMS
 from lab.checks import ORDER, REGISTRY
 from lab.errors import LabError
@@ -31,6 +30,7 @@ from lab.report.evidence import write_evidence
 from lab.report.machine import write_json, write_junit
 from lab.report.table import render
 from lab.runner import ModuleReport, run_matrix
+from lab.targets import close_all, expand, parallel
 
 BUILTIN = Path(__file__).resolve().parent.parent / "nss_modules"
 DEMO = ["golab", "clab"]
@@ -69,8 +69,10 @@ def command(argv: list[str] | None) -> int:
     run.add_argument("modules", nargs="*", help="module.toml, a directory with one, or a libnss_*.so.2")
     run.add_argument(
         "--target",
-        default="sandbox",
-        help="where to run: sandbox (default), vagrant:PLATFORM (a VM), or vagrant (every platform)",
+        action="append",
+        help="where to run (repeatable): sandbox (default); rootfs (Debian 11/12/13 roots, or rootfs://debian11,"
+        " rootfs:///DIR, rootfs:///IMAGE.tar); vagrant (a VM per platform, or vagrant://debian12);"
+        " ssh://user@host[:port][?disposable=1]; ssh-config:///FILE; ansible:///INVENTORY[?group=G]",
     )
     run.add_argument("--keep", action="store_true", help="leave the VMs up afterwards (vagrant targets)")
     run.add_argument("--json", type=Path, help="write the verdicts as JSON to this file")
@@ -135,13 +137,10 @@ def command(argv: list[str] | None) -> int:
 
     modules = args.modules or [str(BUILTIN / name) for name in DEMO]
     expect_mode = args.expect or not args.modules
-    targets, slots = [args.target], 1
-    if args.target == "vagrant":
-        from lab.backends.vagrant import matrix, parallel_slots
-
-        targets = [f"vagrant:{p}" for p in matrix()]
-        slots = parallel_slots(len(targets))
-        print(f"nsslab: {len(targets)} platforms, {slots} at a time", flush=True)
+    targets = [one for spec in args.target or ["sandbox"] for one in expand(spec)]
+    slots = parallel(targets)
+    if len(targets) > 1:
+        print(f"nsslab: {len(targets)} targets, {slots} at a time", flush=True)
 
     def show(report: ModuleReport) -> None:
         write_evidence(report, args.report_dir)

@@ -17,8 +17,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from lab.backends.base import bounded_run
 from lab.errors import LabError
+from lab.proc import bounded_run
 
 APT_TIMEOUT = 300.0
 UNPACK_TIMEOUT = 120.0

@@ -14,8 +14,6 @@ from pathlib import Path
 import pexpect
 
 from lab import elf
-from lab.backends import get_target
-from lab.backends.sandbox import MOUNT_TAG
 from lab.checks.base import Context
 from lab.checks.tab_completion import (
     BASH_COMPLETION,
@@ -31,6 +29,8 @@ from lab.errors import CommandTimeout, LabError
 from lab.forensics import Diagnosis, diagnose_hang
 from lab.forensics.gdb import parse
 from lab.module import ensure_built, load
+from lab.targets import get_target
+from lab.targets.sandbox import MOUNT_TAG
 
 GOARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
 STEPS = 11

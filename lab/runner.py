@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab import elf
-from lab.backends import close, get_target
 from lab.checks import GATES, ORDER, REGISTRY, Context
 from lab.errors import LabError
 from lab.module import Module, User, ensure_built, load
 from lab.results import OK, CheckResult, worst
+from lab.targets import close, get_target
 
 
 @dataclass

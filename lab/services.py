@@ -12,10 +12,13 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lab.backends.base import Target
 from lab.errors import CommandTimeout, LabError
 from lab.module import Service
+
+if TYPE_CHECKING:
+    from lab.targets.target import Target
 
 POLL = 0.1
 STOP_BOUND = 5.0

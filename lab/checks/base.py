@@ -8,12 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.backends.base import Target
 from lab.elf import ENUMERATION, ElfInfo, lib_names
 from lab.forensics import OBSERVED, Diagnosis, diagnose
 from lab.forensics.causes import signal_name
 from lab.module import Group, Module, User
 from lab.results import CheckResult
+from lab.targets.target import Target
 
 UNKNOWN_NAME = "nsslab-no-such-entry"
 DIRECT_TIMEOUT = 90.0  # a step of direct entry-point calls (see Context.direct)

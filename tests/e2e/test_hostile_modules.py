@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.backends.sandbox import Sandbox, processes_in
 from lab.runner import run_module
+from lab.targets.sandbox import Sandbox, processes_in
 from tests.conftest import MODULES, checks
 
 pytestmark = pytest.mark.sandbox

@@ -11,10 +11,10 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from lab import elf
-from lab.backends.sandbox import Sandbox
 from lab.checks import Context
 from lab.module import ensure_built, load
 from lab.runner import run_check
+from lab.targets.sandbox import Sandbox
 from tests.conftest import MODULES, checks
 
 pytestmark = pytest.mark.sandbox

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import testinfra
 
-from lab.backends.sandbox import Sandbox
 from lab.cli import main
 from lab.errors import LabError
 from lab.install import nss_library_dir
 from lab.module import ensure_built, load
+from lab.targets.sandbox import Sandbox
 from tests.conftest import MODULES
 
 pytestmark = pytest.mark.sandbox

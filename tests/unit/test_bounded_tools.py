@@ -1,4 +1,4 @@
-"""python-vagrant and testinfra's ssh backend, as the lab drives them: their own calls have
+"""python-vagrant and testinfra over the ssh transport, as the lab drives them: their own calls have
 no bound, so the lab's subclasses must give every call one, kill what it started, and
 say vagrant's reason for a failure. Fake `vagrant` and `ssh` executables stand in."""
 
@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 import testinfra.host
 
-from lab.backends.base import BoundedSshBackend
-from lab.backends.vagrant import BoundedVagrant
 from lab.errors import CommandTimeout, LabError
+from lab.targets.overlay import Installed
+from lab.targets.target import Target, TestinfraBridge
+from lab.targets.transport import Ssh
+from lab.targets.vagrant import BoundedVagrant
 
 
 def executable(path: Path, script: str) -> str:
@@ -80,30 +82,35 @@ def fake_ssh(tmp_path, monkeypatch):
     return bin_dir
 
 
-def test_testinfra_runs_over_ssh_with_the_targets_config(fake_ssh, tmp_path):
-    backend = BoundedSshBackend(
-        "debian12", bound=10, ssh_config=str(tmp_path / "ssh.cfg"), controlpath=str(tmp_path / "sock")
-    )
-    host = testinfra.host.Host(backend)
+def ssh_target(tmp_path: Path, bound: float = 10) -> Target:
+    """A target reached over ssh, as if installed: its testinfra host runs through the transport."""
+    ssh = Ssh("debian12", ssh_config=str(tmp_path / "ssh.cfg"))
+    ssh._control = str(tmp_path / "sock")  # what open() sets once the master connection is up
+    target = Target("ssh://debian12", ssh, installer=None)  # type: ignore[arg-type]
+    target.installed = Installed(ssh, "/var/tmp/nsslab", "/lib/libnss_x.so.2", tmp_path)
+    target.__dict__["host"] = testinfra.host.Host(TestinfraBridge(target, bound))
+    return target
+
+
+def test_testinfra_runs_over_the_targets_ssh_transport(fake_ssh, tmp_path):
+    host = ssh_target(tmp_path).host
     assert host.file("/etc/passwd").exists
     assert host.run("exit 3").rc == 3
     argv = (fake_ssh / "argv").read_text()
     assert f"-F {tmp_path}/ssh.cfg" in argv and f"ControlPath={tmp_path}/sock" in argv
-    assert " debian12 " in argv and "Port=" not in argv and "User=" not in argv  # all from the config
+    assert " debian12 " in argv and "Port=" not in argv and "-p " not in argv  # the rest from the config
 
 
-def test_an_ssh_failure_is_one_line(fake_ssh):
+def test_an_ssh_failure_is_one_line(fake_ssh, tmp_path):
     (fake_ssh / "ssh").write_text(
         "#!/bin/sh\necho 'ssh: connect to host debian12: Connection refused' >&2\nexit 255\n"
     )
-    with pytest.raises(
-        LabError, match=r"^testinfra over ssh to debian12 failed: ssh: connect to host debian12"
-    ):
-        testinfra.host.Host(BoundedSshBackend("debian12", bound=10)).run("true")
+    with pytest.raises(LabError, match=r"^ssh://debian12: ssh failed: ssh: connect to host debian12"):
+        ssh_target(tmp_path).host.run("true")
 
 
-def test_a_testinfra_command_that_never_returns_is_bounded(fake_ssh):
-    host = testinfra.host.Host(BoundedSshBackend("debian12", bound=1))
+def test_a_testinfra_command_that_never_returns_is_bounded(fake_ssh, tmp_path):
+    host = ssh_target(tmp_path, bound=1).host
     started = time.monotonic()
     with pytest.raises(CommandTimeout, match="took over 1 s"):
         host.run("sleep 300")

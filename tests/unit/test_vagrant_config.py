@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from lab.backends import vagrant
+from lab.targets import inplace, vagrant
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +52,7 @@ def test_the_console_tail_drops_terminal_escapes(tmp_path, monkeypatch):
     (tmp_path / "debian12.log").write_text(
         "[    1.0] booting\r\n\x1b[0;1;31mALERT!\x1b[0m /dev/x does not exist\r\n\r\n(initramfs) "
     )
-    assert vagrant.Vagrant("debian12").console_tail() == (
+    assert vagrant.VagrantMachine("debian12").console_tail() == (
         "[    1.0] booting | ALERT! /dev/x does not exist | (initramfs)"
     )
 
@@ -60,10 +60,10 @@ def test_the_console_tail_drops_terminal_escapes(tmp_path, monkeypatch):
 def test_the_undo_script_undoes_the_newest_change_first(monkeypatch, tmp_path):
     """install() records each change in the VM as it makes it; the first record has no
     script to prepend to, and quoted paths survive."""
-    monkeypatch.setattr(vagrant, "UNDO", str(tmp_path / "undo.sh"))
+    monkeypatch.setattr(inplace, "UNDO", str(tmp_path / "undo.sh"))
     for line in ("echo library", "echo 'the nsswitch.conf'", "[ -e '/home/a b' ] || echo home"):
-        subprocess.run(["sh", "-c", vagrant.to_undo(line)], check=True, timeout=10)
-    done = subprocess.run(["sh", vagrant.UNDO], capture_output=True, text=True, timeout=10)
+        subprocess.run(["sh", "-c", inplace.to_undo(line)], check=True, timeout=10)
+    done = subprocess.run(["sh", inplace.UNDO], capture_output=True, text=True, timeout=10)
     assert done.stdout.splitlines() == ["home", "the nsswitch.conf", "library"]
 
 

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from lab import boxes
-from lab.backends import vagrant
-from lab.backends.vagrant import parallel_slots
 from lab.checks import growth
 from lab.cli import main
 from lab.runner import run_module
+from lab.targets import vagrant
+from lab.targets.vagrant import parallel_slots
 from tests.conftest import MODULES
 
 pytestmark = pytest.mark.vagrant
@@ -273,7 +273,7 @@ def test_keep_leaves_the_vm_up_with_the_module_and_the_next_run_reuses_it(before
         assert "execstacklab" in state and "clab" not in state.replace("execstacklab", ""), state
     finally:
         vagrant.LIBVIRT.pop("kept", None)
-        vagrant.Vagrant("debian12").close()
+        vagrant.VagrantMachine("debian12").close()
         vagrant.cleanup()
     assert not id_file.exists()
 

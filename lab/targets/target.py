@@ -1,36 +1,44 @@
-"""What every target offers the checks. A backend only says how to install a module and
-how to wrap a command so it runs inside the target; running with a bound, talking to the
-probe, interactive shells and the testinfra host are built on that, once, here."""
+"""A target is a transport (how a command reaches the machine), an installer (how the
+module gets there: an overlay in a private namespace, or in place with an undo record) and,
+for machines the lab creates, a provisioner. Running with a bound, talking to the probe,
+interactive shells and the testinfra host are built on the transport's wrap(), once, here,
+so no check knows which kind of target it runs on: it asks for a capability instead."""
 
 from __future__ import annotations
 
-import abc
+import functools
 import json
 import os
 import select
 import shlex
-import signal
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pexpect
 import testinfra.backend.base
-import testinfra.backend.ssh
 import testinfra.host
 
+from lab import config, services
 from lab.elf import lib_names
-from lab.errors import CommandTimeout, LabError
+from lab.errors import LabError
 from lab.module import Module
 from lab.probe import GDB_TIMEOUT
+from lab.proc import bounded_run, kill_group
+from lab.targets.overlay import Installed
+from lab.targets.transport import Ssh, Transport
 
 LAB = Path(__file__).resolve().parent.parent
 # What runs inside a target: the probe, and the direct entry-point calls it loads from beside it.
 # The caller-side checks' tests are lab/probe_*.py, loaded by entrypoints.py from beside it.
 PROBE_FILES = (LAB / "probe.py", LAB / "entrypoints.py", *sorted(LAB.glob("probe_*.py")))
-DEFAULT_TIMEOUT = 10.0
+DEFAULT_TIMEOUT = config.COMMAND
 EVIDENCE_BOUND = 2 * GDB_TIMEOUT + 5  # two gdb runs, and slack
+
+# What a check may ask of a target (Target.caps):
+FULL_SYSTEM = "full-system"  # sshd, PAM and systemd as PID 1 serve logins with the module installed
+DISPOSABLE = "disposable"  # the machine may be changed for good (authorized_keys, units): a VM
 
 
 @dataclass
@@ -40,46 +48,95 @@ class Result:
     stderr: str
 
 
-class Target(abc.ABC):
-    """A place where a module is installed and checks run (sandbox, VM, ssh host)."""
+class Installer(Protocol):
+    def install(self, via: Transport, module: Module, probe_files: tuple[Path, ...]) -> Installed: ...
 
-    name: str = "target"
-    python = "python3"  # the target's own interpreter runs the probe
-    full_system = False  # sshd, PAM, systemd as PID 1: the login paths can be driven
+    def uninstall(self) -> None: ...
 
-    @abc.abstractmethod
+
+class Provisioner(Protocol):
+    """Makes the machine exist: up() returns the transport that reaches it, close() ends it."""
+
+    def up(self) -> Transport: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class Target:
+    """A place where a module is installed and checks run (sandbox, rootfs, VM, ssh host)."""
+
+    name: str
+    transport: Transport | None  # None: the provisioner makes one
+    installer: Installer
+    provisioner: Provisioner | None = None
+    caps: frozenset[str] = frozenset()
+    python: str = "python3"  # the target's own interpreter runs the probe
+    installed: Installed | None = field(default=None, repr=False)
+    ended: list[dict] = field(default_factory=list, repr=False)  # services of the last install
+
+    @property
+    def full_system(self) -> bool:
+        return FULL_SYSTEM in self.caps
+
     def install(self, module: Module) -> None:
         """Makes MODULE what glibc loads for its databases in every process of the target."""
+        if self.transport is None:
+            assert self.provisioner, f"{self.name}: no transport and nothing to make one"
+            self.transport = self.provisioner.up()
+        self.transport.open()
+        self.installed = self.installer.install(self.transport, module, PROBE_FILES)
+        try:
+            self.installed.services = services.start(self, module.services, self.installed.logdir)
+        except BaseException:
+            self.uninstall()
+            raise
 
-    @abc.abstractmethod
     def uninstall(self) -> None:
-        """Removes what install() did; must be safe to call twice."""
+        """Removes what install() did; safe to call twice. The services' records stay (the
+        report reads how each ended)."""
+        if self.installed:
+            services.stop(self.installed.services)  # SIGTERM first: a daemon may clean up after itself
+            self.ended = self.installed.services
+        self.installer.uninstall()
+        self.installed = None
 
-    @abc.abstractmethod
+    def close(self) -> None:
+        """Ends the target itself once every module has run (a VM is destroyed)."""
+        if self.transport:
+            self.transport.close()
+        if self.provisioner:
+            self.transport = None
+            self.provisioner.close()
+
     def wrap(self, argv: list[str], tty: bool = False) -> list[str]:
         """The local command that runs ARGV as root inside the target (on a terminal with TTY)."""
-
-    def close(self) -> None:  # noqa: B027 - most targets have nothing to end
-        """Ends the target itself once every module has run (a VM is destroyed)."""
+        assert self.installed, "install() first"
+        return self.installed.transport.wrap(argv, tty)
 
     @property
-    @abc.abstractmethod
+    def services(self) -> list[dict]:
+        """The module's [[services]] as run for this install (kept after uninstall in the report)."""
+        return self.installed.services if self.installed else self.ended
+
+    @property
     def probe_path(self) -> str:
-        """Where install() put probe.py inside the target."""
+        return f"{self.workdir}/probe.py"
 
     @property
-    @abc.abstractmethod
     def module_path(self) -> str:
-        """Where install() put libnss_<name>.so.2 inside the target."""
+        assert self.installed, "install() first"
+        return self.installed.module_path
 
     @property
     def library_dir(self) -> str:
         return self.module_path.rsplit("/", 1)[0]
 
     @property
-    @abc.abstractmethod
     def workdir(self) -> str:
         """A directory inside the target, readable by every user, for the lab's files."""
+        assert self.installed, "install() first"
+        return self.installed.workdir
 
     # ---- built on wrap()
 
@@ -177,10 +234,13 @@ class Target(abc.ABC):
         """Names in the target's own /etc/passwd, i.e. the users no module serves."""
         return {line.split(":")[0] for line in self.run(["cat", "/etc/passwd"]).stdout.splitlines()}
 
-    @property
+    @functools.cached_property
     def host(self) -> testinfra.host.Host:
-        """testinfra's host, whose commands run in the target with this target's bound."""
-        return testinfra.host.Host(TestinfraBridge(self))
+        """testinfra's host, one per target, whose commands run in the target through its
+        transport with this target's bound (testinfra's own ssh backend would open its own
+        connections with options built a second time)."""
+        bound = DEFAULT_TIMEOUT if self.transport is None or self.transport.local else config.REMOTE_CALL
+        return testinfra.host.Host(TestinfraBridge(self, bound))
 
 
 class Watcher:
@@ -206,35 +266,6 @@ class Watcher:
         kill_group(self.proc)
 
 
-def bounded_run(
-    argv: list[str], timeout: float, what: str = "", input: str | bytes | None = None, **kwargs: Any
-) -> subprocess.CompletedProcess:
-    """subprocess.run in its own process group, the whole group killed past TIMEOUT
-    (subprocess.run alone kills only the child: vagrant's ssh or debootstrap's dpkg live on),
-    and the bound reported as a CommandTimeout saying WHAT (by default the command) took too long."""
-    proc = subprocess.Popen(argv, start_new_session=True, **kwargs)
-    try:
-        out, err = proc.communicate(input, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_group(proc)
-        raise CommandTimeout(f"{what or f'`{shlex.join(argv)}`'} took over {timeout:g} s") from None
-    except BaseException:  # Ctrl-C: an orphaned `vagrant up` would hold its VM
-        kill_group(proc)
-        raise
-    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
-
-
-def kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass  # unkillable (D state); the caller reports what it measured anyway
-
-
 class TestinfraBridge(testinfra.backend.base.BaseBackend):
     """Lets testinfra's modules (host.user, host.group, host.file …) run in a Target."""
 
@@ -249,32 +280,7 @@ class TestinfraBridge(testinfra.backend.base.BaseBackend):
     def run(self, command: str, *args: str, **kwargs: Any) -> testinfra.backend.base.CommandResult:
         cmd = self.get_command(command, *args)
         done = self.target.run(["/bin/sh", "-c", cmd], timeout=self.timeout)
+        if done.rc == 255 and isinstance(self.target.transport, Ssh):  # ssh's own failure, not the command's
+            why = done.stderr.strip().splitlines()[-1:] or ["no output"]
+            raise LabError(f"{self.target.name}: ssh failed: {why[0]}")
         return self.result(done.rc, self.encode(cmd), done.stdout.encode(), done.stderr.encode())
-
-
-class BoundedSshBackend(testinfra.backend.ssh.SshBackend):
-    """testinfra's own ssh backend, for targets reached over ssh (from their ssh-config).
-    testinfra waits for ssh without a bound (its timeout is only ssh's ConnectTimeout), so
-    each ssh runs in its own process group, killed past BOUND like every other call."""
-
-    NAME = "nsslab-ssh"
-    __test__ = False  # not a pytest class
-
-    def __init__(self, hostspec: str, bound: float = DEFAULT_TIMEOUT, **kwargs: Any) -> None:
-        super().__init__(hostspec, **kwargs)
-        self.bound = bound
-
-    def run_local(self, command: str, *args: str) -> testinfra.backend.base.CommandResult:
-        line = self.quote(command, *args)
-        done = bounded_run(
-            ["/bin/sh", "-c", line],
-            self.bound,
-            f"testinfra over ssh: `{line[-120:]}`",
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        if done.returncode == 255:  # ssh's own failure (testinfra would raise its whole result)
-            why = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            raise LabError(f"testinfra over ssh to {self.host.name} failed: {why[0]}")
-        return self.result(done.returncode, self.encode(line), done.stdout, done.stderr)

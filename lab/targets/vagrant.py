@@ -1,19 +1,16 @@
-"""A real VM per platform (Vagrantfile at the top of the checkout), driven over ssh.
+"""`vagrant`: a real VM per platform (the Vagrantfile at the top of the checkout).
 
-The VM is brought up once and reused by every module of a run: install() puts the module
-where a package would (the real lib dir, /etc/nsswitch.conf, the manifest's [files], home
-dirs), uninstall() puts the originals back, and close() destroys the VM. With --keep the
-VM stays up with the last module still installed, for a human to log in and poke at.
-Every command runs as root over one ssh connection opened before the module is installed,
-so the probe, testinfra (its ssh backend) and pexpect serve the same checks as in the
-sandbox: no check is written twice. vagrant itself is driven through python-vagrant, bounded."""
+The provisioner brings the VM up once per run and hands over an ssh transport (as root, one
+multiplexed connection, opened before any module is installed); the in-place installer
+(inplace.py) puts each module where a package would and puts the originals back after it;
+close() destroys the VM. With --keep the VM stays up with the last module still installed,
+for a human to log in and poke at. vagrant itself is driven through python-vagrant, bounded."""
 
 from __future__ import annotations
 
 import functools
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import tempfile
@@ -21,26 +18,19 @@ import threading
 import time
 from pathlib import Path
 
-import testinfra.host
 import vagrant as python_vagrant  # python-vagrant: the top-level package, not this module
 
-from lab import boxes
-from lab.backends.base import PROBE_FILES, BoundedSshBackend, Target, bounded_run
+from lab import boxes, config
 from lab.boxes import VAGRANT_HOME
-from lab.errors import CommandTimeout, LabError
-from lab.install import nsswitch
-from lab.module import Module
+from lab.errors import LabError
+from lab.proc import bounded_run, tool
+from lab.targets import Spec
+from lab.targets.inplace import InPlace
+from lab.targets.target import DISPOSABLE, FULL_SYSTEM, Target
+from lab.targets.transport import Ssh
 
 ROOT = Path(__file__).resolve().parent.parent.parent  # the checkout, where the Vagrantfile is
 SERIAL_DIR = Path("/var/tmp/nsslab-serial")
-WORKDIR = "/var/tmp/nsslab"
-# What install() changed, undone newest first; kept in the VM so a later run can undo a kept install.
-UNDO = "/var/tmp/nsslab-undo.sh"
-# vagrant-libvirt waits 10 min for a guest's IP whatever boot_timeout says; the lab decides.
-# TCG boots in 1-2 min here; NSSLAB_UP_TIMEOUT gives slower hosts room, never forever.
-UP_TIMEOUT = 600.0
-CALL_TIMEOUT = 120.0
-ORIGINAL = ".nsslab-orig"
 QEMU_OVERHEAD_MB = 1024  # qemu's own memory beside the guest's (TCG's translation cache is most of it)
 HOST_RESERVE_MB = 2048  # what the host keeps for itself, the lab and pexpect
 # One `vagrant up` or `destroy` at a time: parallel vagrant-libvirt processes race to create
@@ -135,23 +125,19 @@ def vagrant_error(output: str) -> str:
     return re.sub(r"^/\S+:\d+:in [`'][^']*': ", "", lines[-1])
 
 
-class Vagrant(Target):
-    python = "python3"
-    full_system = True
+class VagrantMachine:
+    """The provisioner: brings PLATFORM's VM up (once per run) and returns the ssh transport
+    to it as root; close() destroys it, unless --keep."""
 
     def __init__(self, platform: str, keep: bool = False) -> None:
         self.platform = platform
-        self.name = f"vagrant:{platform}"
         self.keep = keep
-        self.ssh_config: Path | None = None
-        self._module_path = ""
-        self.module_name = ""  # the module installed now
+        self.ssh: Ssh | None = None
+        self.installer: InPlace | None = None  # to say what a kept VM still holds
 
-    # ---- the VM
-
-    def up(self) -> None:
-        if self.ssh_config:
-            return
+    def up(self) -> Ssh:
+        if self.ssh:
+            return self.ssh
         box = matrix().get(self.platform)
         if box is None:
             raise LabError(f"the Vagrantfile defines no {self.platform}; platforms: {', '.join(matrix())}")
@@ -163,37 +149,23 @@ class Vagrant(Target):
             ensure_libvirt()
             driver = libvirt_driver()
             try:
-                bound = float(os.environ.get("NSSLAB_UP_TIMEOUT", UP_TIMEOUT))
-                BoundedVagrant(bound, driver).up(vm_name=self.platform, provider="libvirt")
+                BoundedVagrant(float(os.environ.get("NSSLAB_UP_TIMEOUT", config.VM_UP)), driver).up(
+                    vm_name=self.platform, provider="libvirt"
+                )
             except LabError as e:
                 raise LabError(f"{e}; serial console: {self.console_tail()}") from None
-        # Root logs in with the box's key: every later command runs as root over this one
+        # Root logs in with the box's key: every later command runs as root over one
         # connection, opened before any module is installed, so no sudo or login in the
         # control path ever loads the candidate (a module that freezes sudo must not
         # freeze the lab too).
-        config = BoundedVagrant(60).ssh_config(vm_name=self.platform)
+        ssh_config = BoundedVagrant(60).ssh_config(vm_name=self.platform)
         keys = "install -d -m 700 /root/.ssh && cat ~vagrant/.ssh/authorized_keys >/root/.ssh/authorized_keys"
-        authorize = f"sudo -n sh -c '{keys}'"
-        BoundedVagrant(120).ssh(vm_name=self.platform, command=authorize)
+        BoundedVagrant(config.REMOTE_CALL).ssh(vm_name=self.platform, command=f"sudo -n sh -c '{keys}'")
         fd, path = tempfile.mkstemp(prefix="nsslab-ssh-", suffix=".cfg")
-        os.write(fd, re.sub(r"(?m)^(\s*User) \S+$", r"\1 root", config).encode())
+        os.write(fd, re.sub(r"(?m)^(\s*User) \S+$", r"\1 root", ssh_config).encode())
         os.close(fd)
-        self.ssh_config = Path(path)
-        master = [
-            "ssh",
-            "-F",
-            path,
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=20",
-            "-o",
-            "ControlMaster=yes",
-        ]
-        master += ["-o", f"ControlPath={path}.sock", "-o", "ControlPersist=600", "-N", "-f", self.platform]
-        subprocess.run(
-            master, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60
-        )
+        self.ssh = Ssh(self.platform, ssh_config=path)
+        return self.ssh
 
     def console_tail(self, count: int = 4) -> str:
         """The last lines the guest printed on its serial console: why a boot went nowhere."""
@@ -204,22 +176,22 @@ class Vagrant(Target):
         return " | ".join(lines) or "no console output"
 
     def close(self) -> None:
-        """Destroys the VM (unless --keep) and forgets its ssh config and connection."""
-        if self.ssh_config:
-            master = ["ssh", "-F", str(self.ssh_config), "-o", f"ControlPath={self.ssh_config}.sock"]
-            subprocess.run([*master, "-O", "exit", self.platform], capture_output=True, timeout=30)
-            self.ssh_config.unlink(missing_ok=True)
-            self.ssh_config = None
+        """Destroys the VM (unless --keep) and forgets its ssh config."""
+        if self.ssh:
+            self.ssh.close()
+            Path(str(self.ssh.ssh_config)).unlink(missing_ok=True)
+            self.ssh = None
         if self.keep:
             LIBVIRT["kept"] = True  # cleanup() must not take its network or daemons away
-            installed = f"libnss_{self.module_name} installed" if self.module_name else "no module installed"
+            held = self.installer.module_name if self.installer else ""
+            installed = f"libnss_{held} installed" if held else "no module installed"
             where = f"cd {ROOT} && VAGRANT_HOME={VAGRANT_HOME} vagrant"
             login, end = f"{where} ssh {self.platform}", f"{where} destroy -f {self.platform}"
-            print(f"{self.name} kept up, {installed}: `{login}`; ends with `{end}`")
+            print(f"vagrant://{self.platform} kept up, {installed}: `{login}`; ends with `{end}`")
             return
         with VAGRANT_LOCK:
             try:
-                BoundedVagrant(300).destroy(vm_name=self.platform)
+                BoundedVagrant(config.VM_DESTROY).destroy(vm_name=self.platform)
             finally:
                 self.forget_domain()
 
@@ -233,139 +205,31 @@ class Vagrant(Target):
             virsh("undefine", uuid, "--remove-all-storage")
         machine.unlink(missing_ok=True)
 
-    # ---- Target
 
-    @property
-    def probe_path(self) -> str:
-        return f"{WORKDIR}/probe.py"
+def expand(spec: Spec) -> list[str]:
+    return [spec.text] if spec.host else [f"vagrant://{p}" for p in matrix()]
 
-    @property
-    def workdir(self) -> str:
-        return WORKDIR
 
-    @property
-    def module_path(self) -> str:
-        assert self._module_path, "install() first"
-        return self._module_path
+def parallel(count: int) -> int:
+    return parallel_slots(count)
 
-    def wrap(self, argv: list[str], tty: bool = False) -> list[str]:
-        assert self.ssh_config, "install() first"
-        ssh = ["ssh", "-F", str(self.ssh_config), "-o", "BatchMode=yes", "-o", "ConnectTimeout=20"]
-        # One multiplexed connection: a TCG guest takes 1-2 s per ssh handshake.
-        ssh += [
-            "-o",
-            "ControlMaster=auto",
-            "-o",
-            f"ControlPath={self.ssh_config}.sock",
-            "-o",
-            "ControlPersist=120",
-        ]
-        return [*ssh, "-tt" if tty else "-T", self.platform, shlex.join(argv)]
 
-    @property
-    def host(self) -> testinfra.host.Host:
-        """testinfra through its ssh backend, from the VM's ssh-config, over the run's one connection."""
-        assert self.ssh_config, "install() first"
-        backend = BoundedSshBackend(
-            self.platform,
-            bound=CALL_TIMEOUT,
-            ssh_config=str(self.ssh_config),
-            ssh_extra_args="-o BatchMode=yes",
-            timeout=20,
-            controlpath=f"{self.ssh_config}.sock",
-            controlpersist=120,
+def make(spec: Spec, keep: bool = False) -> Target:
+    if spec.host not in matrix():
+        raise LabError(
+            f"vagrant target needs a platform the Vagrantfile defines: vagrant://{'|'.join(matrix())}"
         )
-        return testinfra.host.Host(backend)
-
-    def copy(self, local: Path, remote: str, mode: str = "0644") -> None:
-        """LOCAL to REMOTE (as root): cat over ssh, so no scp quoting or staging dir."""
-        with open(local, "rb") as data:
-            done = bounded_run(
-                self.wrap(["sh", "-c", f'cat > "$1" && chmod {mode} "$1"', "copy", remote]),
-                CALL_TIMEOUT,
-                stdin=data,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-        if done.returncode != 0:
-            raise LabError(f"copying {local.name} into {self.name} failed: {done.stderr.decode().strip()}")
-
-    def install(self, module: Module) -> None:
-        if module.packages or module.services or module.state:
-            # honest: only the sandbox overlays an unpacked tree and runs [[services]] for now
-            raise LabError(
-                f"{module.name}: the VM target does not overlay packages, private state or [[services]] yet"
-                " (use the sandbox)"
-            )
-        self.up()
-        self.undo()  # the module a kept VM still holds
-        self.module_name = module.name
-        self.run(["sh", "-c", f"rm -rf {WORKDIR} && mkdir -m 755 {WORKDIR}"])
-        for source in PROBE_FILES:
-            self.copy(source, f"{WORKDIR}/{source.name}")
-        libdir = self.sh("dirname \"$(ldconfig -p | awk '/libnss_files.so.2 /{print $NF; exit}')\"").strip()
-        self._module_path = f"{libdir}/libnss_{module.name}.so.2"
-        self.place(module.library, self._module_path, "0755")
-        current = self.run(["cat", "/etc/nsswitch.conf"]).stdout
-        with tempfile.NamedTemporaryFile("w", suffix=".conf") as f:
-            f.write(nsswitch(module, current))
-            f.flush()
-            self.place(Path(f.name), "/etc/nsswitch.conf", "0644")
-        for target, source in module.files.items():
-            self.place(source, target, "0644")
-        for user in module.users:
-            if user.home.startswith("/"):
-                home = shlex.quote(user.home)
-                make = f"mkdir -p -m 750 {home} && chown {user.uid}:{user.gid} {home}"
-                self.sh(f"[ -e {home} ] || {{ {to_undo(f'rmdir {home} 2>/dev/null')}; {make}; }}")
-
-    def place(self, source: Path, target: str, mode: str) -> None:
-        """Installs SOURCE at TARGET, keeping the original to put back."""
-        quoted, saved = shlex.quote(target), shlex.quote(target + ORIGINAL)
-        keep_original = f"if [ -e {quoted} ] && [ ! -e {saved} ]; then cp -a {quoted} {saved}; fi"
-        undo = to_undo(f"if [ -e {saved} ]; then mv -f {saved} {quoted}; else rm -f {quoted}; fi")
-        self.sh(f'{keep_original}; {undo}; mkdir -p "$(dirname {quoted})"')
-        self.copy(source, target, mode)
-
-    def uninstall(self) -> None:
-        """Stops what the checks left running; puts the originals back unless --keep, where
-        the next install() or a human does."""
-        if not self.ssh_config:
-            return
-        # Anything a check left running from the workdir; "[/]" keeps pkill off this very shell.
-        try:
-            self.sh(f"pkill -9 -f '[/]{WORKDIR[1:]}/' 2>/dev/null; true")
-        except (LabError, CommandTimeout):
-            pass  # the VM is disposable; close() destroys it
-        if not self.keep:
-            self.undo()
-
-    def undo(self) -> None:
-        """Puts back what install() replaced: in this run, or in an earlier one that kept the VM."""
-        self.module_name = ""
-        try:
-            self.sh(f"if [ -f {UNDO} ]; then sh {UNDO}; fi; rm -f {UNDO}; rm -rf {WORKDIR}")
-        except (LabError, CommandTimeout):
-            pass  # the VM is disposable; close() destroys it
-
-    def sh(self, script: str, timeout: float = CALL_TIMEOUT) -> str:
-        done = self.run(["sh", "-c", script], timeout=timeout)
-        if done.rc != 0:
-            raise LabError(f"in {self.name}: `{script[:80]}` failed: {done.stderr.strip()[-200:]}")
-        return done.stdout
-
-
-def to_undo(line: str) -> str:
-    """Shell that puts LINE first in the VM's undo script (the newest change is undone first)."""
-    prepend = f"{{ printf '%s\\n' {shlex.quote(line)}; cat {UNDO} 2>/dev/null || true; }} >{UNDO}.new"
-    return f"{prepend} && mv {UNDO}.new {UNDO}"
+    machine = VagrantMachine(spec.host, keep)
+    machine.installer = InPlace(keep)
+    caps = frozenset({FULL_SYSTEM, DISPOSABLE})
+    return Target(f"vagrant://{spec.host}", None, machine.installer, machine, caps)
 
 
 LIBVIRT: dict[str, object] = {}  # what existed before this run touched libvirt, and what it started
 
 
 def virsh(*args: str) -> str:
-    done = subprocess.run(["virsh", "-q", *args], capture_output=True, text=True, timeout=60)
+    done = tool("virsh", "-q", *args)
     return done.stdout if done.returncode == 0 else ""
 
 
@@ -374,10 +238,10 @@ def ensure_libvirt() -> None:
     it started and which pools and networks were there, for cleanup()."""
     started = LIBVIRT.setdefault("daemons", [])
     for daemon in ("virtlogd", "libvirtd"):
-        if subprocess.run(["pgrep", "-x", daemon], capture_output=True, timeout=30).returncode != 0:
+        if tool("pgrep", "-x", daemon).returncode != 0:
             if not shutil.which(daemon):
                 raise LabError(f"{daemon} is not installed (`./nsslab.sh box` installs libvirt)")
-            subprocess.run([daemon, "-d"], capture_output=True, timeout=30, start_new_session=True)
+            tool(daemon, "-d")
             started.append(daemon)
     deadline = time.monotonic() + 15
     while not Path("/var/run/libvirt/libvirt-sock").exists() and time.monotonic() < deadline:
@@ -417,13 +281,13 @@ def cleanup() -> None:
             if name not in defined:
                 virsh(f"{kind}-undefine", name)
     for daemon in LIBVIRT["daemons"]:
-        subprocess.run(["pkill", "-x", daemon], capture_output=True, timeout=30)
+        tool("pkill", "-x", daemon)
     # Gone, not only signalled: the network's dnsmasq and the daemons take a moment to exit.
     for pattern in ["-f", "dnsmasq/vagrant-libvirt"], *(["-x", d] for d in LIBVIRT["daemons"]):
         deadline = time.monotonic() + 15
-        while subprocess.run(["pgrep", *pattern], capture_output=True, timeout=30).returncode == 0:
+        while tool("pgrep", *pattern).returncode == 0:
             if time.monotonic() > deadline:
-                subprocess.run(["pkill", "-9", *pattern], capture_output=True, timeout=30)
+                tool("pkill", "-9", *pattern)
                 break
             time.sleep(0.2)
     LIBVIRT.clear()

@@ -1,0 +1,369 @@
+"""The non-destructive installer: the module exists only inside a private mount namespace.
+
+A holder process (`unshare --mount`, started over any transport) owns the namespace. In it,
+read-only overlays put the module into the target's lib dir and a private nsswitch.conf and
+the manifest's files into /etc, so every process there (setuid ones, `su -`, bash's
+completion children) loads the candidate the way it would on a real machine, while the
+machine's own /etc and lib dirs are never written. The mounts die with the namespace.
+
+With a ROOT (a root filesystem on this machine) the holder also gets a pid namespace, /proc,
+/dev, /sys and a fresh /tmp and /run, and commands enter it with that root: the checks then
+run on that tree's glibc, bash and bash-completion.
+
+What the installer needs to know of the machine (its lib dir, nsswitch.conf, which paths
+exist) it asks the machine itself, in one command, so the same code serves this host, a
+root filesystem and an ssh host. Layers are built here and shipped when the machine is not
+this one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shlex
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab import config
+from lab.errors import LabError
+from lab.install import nsswitch
+from lab.module import Module
+from lab.proc import bounded_run, kill_group
+from lab.targets.transport import Enter, Transport
+
+MOUNT_TAG = "nsslab"  # the overlay's source name: `grep nsslab /proc/mounts` finds leaks
+TREE_DIRS = ("/usr", "/etc", "/var", "/opt")  # where an unpacked package tree is overlaid
+ROOT_WORKDIR = "/run/nsslab"  # the lab's files inside a root filesystem
+
+# Run by the machine's python3: what install() must know of it, as one JSON line.
+FACTS = r"""
+import json, os, subprocess, sys
+paths = json.loads(sys.argv[1])
+def parent(p):
+    p = os.path.dirname(p.rstrip("/"))
+    while not os.path.isdir(p):
+        p = os.path.dirname(p)
+    return p
+libdir = None
+for ldconfig in ("ldconfig", "/sbin/ldconfig"):
+    try:
+        out = subprocess.run([ldconfig, "-p"], stdout=subprocess.PIPE, universal_newlines=True).stdout
+    except OSError:
+        continue
+    for line in out.splitlines():
+        if "libnss_files.so.2" in line and "=>" in line:
+            libdir = os.path.dirname(os.path.realpath(line.split("=>")[1].strip()))
+            break
+    break
+conf = "/etc/nsswitch.conf"
+print(json.dumps({
+    "libdir": libdir or "/usr/lib/x86_64-linux-gnu",
+    "nsswitch": open(conf).read() if os.path.exists(conf) else "",
+    "dirs": [p for p in paths if os.path.isdir(p)],
+    "exists": [p for p in paths if os.path.lexists(p)],
+    "parent": {p: parent(p) for p in paths},
+}))
+"""
+# Kills every process of the namespace $1 holds but the holder (what a check left behind).
+KILL_INSIDE = """ns=$(readlink /proc/$1/ns/mnt) || exit 0
+for p in /proc/[0-9]*; do q=${p#/proc/}; [ "$q" = "$1" ] && continue
+  [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$ns" ] && kill -9 "$q" 2>/dev/null; done; true"""
+
+
+@dataclass
+class Installed:
+    """Where an installer put things, as the target sees them."""
+
+    transport: Transport  # commands reach the installed world through this
+    workdir: str
+    module_path: str
+    logdir: Path  # a local directory for service logs
+    services: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Overlay:
+    root: Path | None = None  # a root filesystem on this machine, entered with pid namespace
+    python: str = "python3"
+    holder: subprocess.Popen | None = None
+    holder_pid: int = 0
+    via: Transport | None = None
+    remote_dir: str = ""  # the workdir as the outer machine sees it
+    staging: Path | None = None  # local: the workdir itself, or what is shipped to it
+    installed: Installed | None = None
+
+    def install(self, via: Transport, module: Module, probe_files: tuple[Path, ...]) -> Installed:
+        self.via = via
+        try:
+            return self._install(via, module, probe_files)
+        except BaseException:
+            self.uninstall()  # a half-built namespace must not leak its workdir or holder
+            raise
+
+    def _install(self, via: Transport, module: Module, probe_files: tuple[Path, ...]) -> Installed:
+        if via.local and os.geteuid() != 0:
+            raise LabError("the sandbox needs root: it mounts inside a private namespace (try sudo)")
+        self.staging = Path(tempfile.mkdtemp(prefix="nsslab-"))
+        self.staging.chmod(0o755)
+        if via.local:
+            self.remote_dir = str(self.staging)
+        else:
+            self.remote_dir = self._sh(
+                via, "d=$(mktemp -d /tmp/nsslab-XXXXXX) && chmod 755 $d && echo $d"
+            ).strip()
+        inside = ROOT_WORKDIR if self.root else self.remote_dir
+        for source in probe_files:
+            shutil.copy(source, self.staging / source.name)
+        facts = self._facts(module)
+        module_path = f"{facts['libdir']}/libnss_{module.name}.so.2"
+        layers = self._layers(module, facts, module_path)
+        tree = ""
+        if module.tree and not via.local:
+            tree = f"{self.remote_dir}/tree"
+        elif module.tree:
+            tree = str(module.tree)
+            if any(tree.startswith(d + "/") for d in TREE_DIRS):
+                raise LabError(
+                    f"the package tree {tree} lies under {', '.join(TREE_DIRS)}: overlayfs refuses it"
+                )
+        if not via.local:
+            self._ship(via, module)
+        tree_dirs = [d for d in TREE_DIRS if module.tree and os.path.isdir(str(module.tree) + d)]
+        script = self._script(module, layers, tree, tree_dirs, facts)
+        self._start_holder(via, script)
+        entry = Enter(via, self.holder_pid, root=bool(self.root))
+        self.installed = Installed(entry, inside, module_path, self.staging)
+        return self.installed
+
+    def _sh(self, via: Transport, script: str, timeout: float = config.REMOTE_CALL) -> str:
+        done = bounded_run(
+            via.wrap(["sh", "-c", script]), timeout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        if done.returncode != 0:
+            raise LabError(f"`{script[:60]}` failed: {done.stderr.strip()[-200:] or 'no output'}")
+        return done.stdout
+
+    def _facts(self, module: Module) -> dict:
+        """The machine's lib dir, nsswitch.conf and which of the paths install() places exist."""
+        assert self.via
+        paths = [
+            *module.files,
+            *module.state,
+            *TREE_DIRS,
+            *(u.home for u in module.users if u.home.startswith("/")),
+        ]
+        argv = [self.python, "-I", "-S", "-c", FACTS, json.dumps(paths)]
+        if self.root:
+            argv = ["chroot", str(self.root), *argv]
+        done = bounded_run(
+            self.via.wrap(argv), config.REMOTE_CALL, "asking the target what it has",
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            return json.loads(done.stdout.strip().splitlines()[-1])
+        except (json.JSONDecodeError, IndexError):
+            why = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise LabError(f"the target's {self.python} did not answer: {why}") from None
+
+    def _layers(self, module: Module, facts: dict, module_path: str) -> dict[str, str]:
+        """One overlay layer per existing directory that receives files: {mount point: layer},
+        the layer as the outer machine will see it."""
+        assert self.staging
+        dirs, exists, parents = set(facts["dirs"]), set(facts["exists"]), facts["parent"]
+        parents[module_path] = facts["libdir"]
+        placed: dict[str, tuple[str, object]] = {
+            module_path: ("file", module.library),
+            "/etc/nsswitch.conf": ("text", nsswitch(module, facts["nsswitch"])),
+        }
+        placed |= {target: ("file", source) for target, source in module.files.items()}
+        for point in module.state:  # a state dir needs a mount point: the tree, or an empty dir
+            tree_has = module.tree and os.path.isdir(str(module.tree) + point)
+            if point not in dirs and not tree_has:
+                placed.setdefault(point, ("dir", None))
+        for user in module.users:
+            if user.home.startswith("/") and user.home not in exists:
+                placed[user.home] = ("home", user)
+        points: dict[str, Path] = {}
+        for target in sorted(placed, key=len):
+            point = next((p for p in points if target.startswith(p + "/")), None)
+            if point is None:
+                point = parents.get(target) or facts["libdir"]
+                if point == "/":
+                    raise LabError(f"cannot place {target}: no directory of its path exists below /")
+                points[point] = self.staging / "layers" / str(len(points))
+            dest = Path(str(points[point]) + target[len(point) :])
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            kind, what = placed[target]
+            if kind == "file":
+                copy_owned_by_root(Path(str(what)), dest, module.modes.get(target))
+                if target == module_path:
+                    dest.chmod(0o755)
+            elif kind == "dir":
+                dest.mkdir(mode=0o755, exist_ok=True)
+            elif kind == "text":
+                dest.write_text(str(what))
+                dest.chmod(0o644)
+            else:
+                dest.mkdir(mode=0o750, exist_ok=True)
+                os.chown(dest, what.uid, what.gid)  # type: ignore[attr-defined]
+        for layer in points.values():  # parents made above must let every user through
+            for d, _, _ in os.walk(layer):
+                if not Path(d).stat().st_uid:
+                    Path(d).chmod(0o755)
+        return {p: f"{self.remote_dir}/{layer.relative_to(self.staging)}" for p, layer in points.items()}
+
+    def _ship(self, via: Transport, module: Module) -> None:
+        """The staging dir (and the unpacked package tree) into the remote workdir, as one tar stream."""
+        assert self.staging
+        pack = self.staging.with_suffix(".tar")
+        try:
+            with tarfile.open(pack, "w") as tar:
+                for item in self.staging.iterdir():
+                    tar.add(item, arcname=item.name)
+                if module.tree:
+                    tar.add(module.tree, arcname="tree")
+            with open(pack, "rb") as data:
+                unpack = via.wrap(["tar", "-x", "-C", self.remote_dir])
+                done = bounded_run(
+                    unpack, config.REMOTE_CALL, "shipping the lab's files",
+                    stdin=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                )  # fmt: skip
+            if done.returncode != 0:
+                raise LabError(f"shipping the lab's files failed: {done.stderr.decode().strip()[-200:]}")
+        finally:
+            pack.unlink(missing_ok=True)
+
+    def _script(
+        self, module: Module, layers: dict[str, str], tree: str, tree_dirs: list[str], facts: dict
+    ) -> str:
+        """Read-only overlays, shortest mount point first, each made of the lab's layer, the
+        package tree's dir and the machine's own dir; then the writable state dirs on top.
+
+        The machine's dirs are bound under the workdir before any overlay is mounted, so
+        every layer is a plain directory (an overlay of an overlay would hit the kernel's
+        stacking limit on a container's overlay root)."""
+        root, work = str(self.root or ""), self.remote_dir
+        tree_of = {d: tree + d for d in tree_dirs}
+        lines = ["set -e"]
+        points = sorted(set(layers) | set(tree_of), key=len)
+        for i, point in enumerate(points):
+            lines.append(f"mkdir -p {work}/host/{i} && mount --bind {root}{point} {work}/host/{i}")
+        for i, point in enumerate(points):
+            below = [
+                p + point[len(d) :] for d, p in tree_of.items() if point == d or point.startswith(d + "/")
+            ]
+            parts = [layers[point]] if point in layers else []
+            parts += [p for p in below if self.via and (not self.via.local or os.path.isdir(p))]
+            parts.append(f"{work}/host/{i}")
+            lines.append(f"mount -t overlay {MOUNT_TAG} -o ro,lowerdir={':'.join(parts)} {root}{point}")
+        for i, point in enumerate(module.state):
+            base = f"{work}/state/{i}"
+            lower = (
+                tree + point
+                if tree and module.tree and os.path.isdir(str(module.tree) + point)
+                else f"{base}/empty"
+            )
+            lines.append(f"mkdir -p {base}/upper {base}/work {base}/empty")
+            options = f"lowerdir={lower},upperdir={base}/upper,workdir={base}/work"
+            lines.append(f"mount -t overlay {MOUNT_TAG} -o {options} {root}{point}")
+        if self.root:  # a machine of its own: processes, devices, and a /tmp and /run of its own
+            lines += [
+                f"mount -t proc proc {root}/proc",
+                f"mount --rbind /dev {root}/dev",
+                f"mount --rbind /sys {root}/sys",
+                f"mount -t tmpfs -o mode=1777 {MOUNT_TAG} {root}/tmp",
+                f"mount -t tmpfs -o mode=755 {MOUNT_TAG} {root}/run",
+                f"mkdir -p {root}{ROOT_WORKDIR} && mount --bind {work} {root}{ROOT_WORKDIR}",
+                # ready only once chrooted: nsenter --root takes the holder's root as it is then
+                f"exec chroot {root} /bin/sh -c 'echo ready $$; exec cat >/dev/null'",
+            ]
+        else:
+            lines += ["echo ready $$", "exec cat >/dev/null"]
+        return "\n".join([*lines, ""])
+
+    def _start_holder(self, via: Transport, script: str) -> None:
+        unshare = ["unshare", "--mount", "--propagation", "private"]
+        if self.root:
+            unshare += ["--pid", "--fork", "--kill-child"]
+        self.holder = subprocess.Popen(
+            via.wrap([*unshare, "--", "sh", "-c", script]),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        )  # fmt: skip
+        assert self.holder.stdout and self.holder.stderr
+        ready = select.select([self.holder.stdout], [], [], config.HOLDER_READY)[0]
+        line = self.holder.stdout.readline().split() if ready else []
+        if len(line) != 2 or line[0] != b"ready":
+            kill_group(self.holder)
+            err = self.holder.stderr.read().decode(errors="replace").strip().splitlines()
+            raise LabError(
+                f"target set-up failed: {err[-1] if err else f'no answer in {config.HOLDER_READY:g} s'}"
+            )
+        self.holder_pid = int(line[1])
+        if self.root:  # pid 1 of its own namespace: from here it is unshare's child
+            children = Path(f"/proc/{self.holder.pid}/task/{self.holder.pid}/children").read_text().split()
+            self.holder_pid = int(children[0])
+
+    def uninstall(self) -> None:
+        if self.holder is not None and self.via is not None:
+            try:
+                self._sh(self.via, f"set -- {self.holder_pid}\n{KILL_INSIDE}", timeout=config.REMOTE_CALL)
+            except LabError:
+                pass  # the holder's end below takes a pid namespace's processes anyway
+            namespace = namespace_of(self.holder_pid) if self.via.local else None
+            kill_group(self.holder)
+            for pipe in (self.holder.stdin, self.holder.stdout, self.holder.stderr):
+                if pipe:
+                    pipe.close()
+            if namespace:
+                deadline = time.monotonic() + config.KILL_WAIT
+                while namespace and processes_in(namespace) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            self.holder = None
+        if self.remote_dir and self.via is not None and not self.via.local:
+            try:  # the namespace is gone, so its mounts are: only plain files are left there
+                self._sh(self.via, f"rm -rf {shlex.quote(self.remote_dir)}")
+            except LabError:
+                pass
+        if self.staging:
+            shutil.rmtree(self.staging, ignore_errors=True)
+        self.staging, self.remote_dir, self.installed = None, "", None
+
+
+def copy_owned_by_root(source: Path, dest: Path, mode: int | None) -> None:
+    """SOURCE (a file or a directory) at DEST with its own modes (a helper the module runs
+    stays executable) or MODE, owned by root like a package's files."""
+    if source.is_dir():
+        shutil.copytree(source, dest, symlinks=True, dirs_exist_ok=True)
+    else:
+        shutil.copy(source, dest)
+    for path in [dest, *dest.rglob("*")] if dest.is_dir() else [dest]:
+        os.lchown(path, 0, 0)
+    if mode is not None:
+        dest.chmod(mode)
+
+
+def namespace_of(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
+
+
+def processes_in(namespace: str | None) -> list[int]:
+    if not namespace:
+        return []
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.readlink(f"/proc/{name}/ns/mnt") == namespace:
+                    found.append(int(name))
+            except OSError:
+                pass
+    return found
