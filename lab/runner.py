@@ -13,7 +13,7 @@ from lab.checks import GATES, ORDER, REGISTRY, Context
 from lab.errors import LabError
 from lab.module import Module, User, ensure_built, load
 from lab.results import OK, CheckResult, worst
-from lab.targets import close, get_target
+from lab.targets import close, get_target, shown
 
 
 @dataclass
@@ -60,7 +60,7 @@ def run_module(
     keep: bool = False,
 ) -> ModuleReport:
     started = time.monotonic()
-    report = ModuleReport(name=Path(path).name, library=str(path), target=target_spec)
+    report = ModuleReport(name=Path(path).name, library=str(path), target=shown(target_spec))
     try:
         module = load(path)
         report.name, report.library = module.name, str(module.library)

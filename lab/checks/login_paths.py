@@ -16,6 +16,7 @@ from lab.checks.tab_completion import (
 )
 from lab.forensics import diagnose_hang
 from lab.probe import GDB_TIMEOUT
+from lab.targets.target import DISPOSABLE, FULL_SYSTEM
 
 KILLED = 137  # `timeout -s KILL` in the target: the command was still running at the bound
 
@@ -33,9 +34,15 @@ def login_paths(ctx: Context) -> CheckResult:
     and still break one of them (a privilege drop aborting with its threads, a lock taken
     by PAM before fork)."""
     target, m = ctx.target, ctx.module
-    if not target.full_system:
+    if FULL_SYSTEM not in target.caps:
         return CheckResult(
-            "skip", "needs a whole system (sshd, PAM, systemd): run with --target vagrant:PLATFORM"
+            "skip", "needs a whole system (sshd, PAM, systemd): run with --target vagrant://PLATFORM"
+        )
+    if DISPOSABLE not in target.caps:  # it writes authorized_keys and starts a unit
+        return CheckResult(
+            "skip",
+            "changes the machine (authorized_keys, a systemd unit): needs a disposable target"
+            " (vagrant://PLATFORM, or ssh://HOST?disposable=1)",
         )
     names = target.local_users() | {u.name for u in m.users}
     user = next(

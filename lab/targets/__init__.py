@@ -7,6 +7,7 @@
     ssh://user@host:2222         an existing host, untouched (?disposable=1: in place, login paths too)
     ssh-config:///path/config    every host an ssh_config names
     ansible:///path/inventory    every host of an Ansible INI inventory (?group=web: one group)
+    container://PID              a running container's namespaces, entered with nsenter
 
 A kind is a module with expand(spec) -> [one spec per machine] and make(spec, keep) -> Target,
 listed in KINDS and imported only when a spec names it (a newcomer adds one file and one line).
@@ -29,6 +30,7 @@ KINDS = {
     "ssh": "lab.targets.ssh",
     "ssh-config": "lab.targets.ssh",
     "ansible": "lab.targets.ssh",
+    "container": "lab.targets.container",
 }
 OPEN: dict[str, Target] = {}  # one target per spec, reused by every module of the run; see close_all()
 
@@ -60,6 +62,11 @@ def parse(text: str) -> Spec:
         raise LabError(f"target {text!r}: the port is not a number") from None
     query = dict(urllib.parse.parse_qsl(url.query))
     return Spec(text, url.scheme, url.hostname or "", url.path, url.username, port, query)
+
+
+def shown(text: str) -> str:
+    """TEXT as reports show it: without its query (ssh options, key paths)."""
+    return text.split("?", 1)[0]
 
 
 def kind_of(spec: Spec):

@@ -152,12 +152,8 @@ class Overlay:
     def _facts(self, module: Module) -> dict:
         """The machine's lib dir, nsswitch.conf and which of the paths install() places exist."""
         assert self.via
-        paths = [
-            *module.files,
-            *module.state,
-            *TREE_DIRS,
-            *(u.home for u in module.users if u.home.startswith("/")),
-        ]
+        homes = [u.home for u in module.users if u.home.startswith("/")]
+        paths = ["/etc/nsswitch.conf", *module.files, *module.state, *TREE_DIRS, *homes]
         argv = [self.python, "-I", "-S", "-c", FACTS, json.dumps(paths)]
         if self.root:
             argv = ["chroot", str(self.root), *argv]
@@ -193,7 +189,7 @@ class Overlay:
         for target in sorted(placed, key=len):
             point = next((p for p in points if target.startswith(p + "/")), None)
             if point is None:
-                point = parents.get(target) or facts["libdir"]
+                point = parents[target]  # every placed path was asked about
                 if point == "/":
                     raise LabError(f"cannot place {target}: no directory of its path exists below /")
                 points[point] = self.staging / "layers" / str(len(points))
@@ -251,6 +247,8 @@ class Overlay:
         root, work = str(self.root or ""), self.remote_dir
         tree_of = {d: tree + d for d in tree_dirs}
         lines = ["set -e"]
+        if root:  # a mount point, as a real root is: a namespace made inside must be able to make it private
+            lines.append(f"mount --bind {root} {root}")
         points = sorted(set(layers) | set(tree_of), key=len)
         for i, point in enumerate(points):
             lines.append(f"mkdir -p {work}/host/{i} && mount --bind {root}{point} {work}/host/{i}")

@@ -74,6 +74,7 @@ class Target:
     python: str = "python3"  # the target's own interpreter runs the probe
     installed: Installed | None = field(default=None, repr=False)
     ended: list[dict] = field(default_factory=list, repr=False)  # services of the last install
+    unreachable: str = ""  # why the machine could not be reached or made, once
 
     @property
     def full_system(self) -> bool:
@@ -81,10 +82,16 @@ class Target:
 
     def install(self, module: Module) -> None:
         """Makes MODULE what glibc loads for its databases in every process of the target."""
-        if self.transport is None:
-            assert self.provisioner, f"{self.name}: no transport and nothing to make one"
-            self.transport = self.provisioner.up()
-        self.transport.open()
+        if self.unreachable:  # one unreachable host is one error per module, not one wait each
+            raise LabError(self.unreachable)
+        try:
+            if self.transport is None:
+                assert self.provisioner, f"{self.name}: no transport and nothing to make one"
+                self.transport = self.provisioner.up()
+            self.transport.open()
+        except LabError as e:
+            self.unreachable = str(e)
+            raise
         self.installed = self.installer.install(self.transport, module, PROBE_FILES)
         try:
             self.installed.services = services.start(self, module.services, self.installed.logdir)

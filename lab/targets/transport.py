@@ -79,7 +79,7 @@ class Enter(Transport):
 
     @property
     def local(self) -> bool:  # type: ignore[override]
-        return self.via.local
+        return self.via.local and not self.root  # another root's paths are not ours
 
     def wrap(self, argv: list[str], tty: bool = False) -> list[str]:
         enter = ["nsenter", f"--target={self.pid}", "--mount"]
@@ -94,7 +94,7 @@ class Ssh(Transport):
     1-2 s per handshake; an ssh_config or a port from the spec say how to reach it)."""
 
     host: str
-    user: str = "root"
+    user: str | None = "root"  # None: the ssh_config says
     port: int | None = None
     ssh_config: str | None = None
     identity: str | None = None
@@ -109,7 +109,9 @@ class Ssh(Transport):
             argv += ["-i", self.identity]
         if self.port:
             argv += ["-p", str(self.port)]
-        opts = {"BatchMode": "yes", "ConnectTimeout": f"{config.SSH_CONNECT:g}", "User": self.user}
+        opts = {"BatchMode": "yes", "ConnectTimeout": f"{config.SSH_CONNECT:g}"}
+        if self.user:
+            opts["User"] = self.user
         opts |= self.options
         if self._control:
             opts |= {"ControlMaster": "auto", "ControlPath": self._control, "ControlPersist": "600"}
@@ -129,7 +131,7 @@ class Ssh(Transport):
         if done.returncode != 0:
             self._control = ""
             why = (done.stderr.strip().splitlines() or ["no answer"])[-1]
-            raise LabError(f"ssh {self.user}@{self.host}: {why}")
+            raise LabError(f"ssh {self.user + '@' if self.user else ''}{self.host}: {why}")
 
     def close(self) -> None:
         if self._control:
