@@ -9,13 +9,19 @@
 - how verdict time grows with a directory's size: libnss-extrausers serving 100, 1,000,
   10,000 and 50,000 users and a group of all of them (nss_modules/debian/bigdir/make.py);
 - what the caller-side checks (issue 13: side effects, descriptors, growth, the result
-  contract, hostile keys, identity, hazards) add to clab's time to verdict; goal <= 3 s.
+  contract, hostile keys, identity, hazards) add to clab's time to verdict;
+- `verdicts N`: clab, golab and slowlab N times each, checks one at a time and side by side
+  (goals: clab <= 3 s, golab <= 8 s, slowlab <= 40 s), with every hang's declared-after time
+  and no hang on slowlab;
+- `matrix`: clab, golab and execstacklab on the three root filesystems (`--target rootfs`)
+  and on the three VMs (`--target vagrant`), side by side, and the ratio; goal: rootfs < 60 s.
 
-Run as root: .venv/bin/python bench/speed.py [N]   (or: bench/speed.py caller-checks)
+Run as root: .venv/bin/python bench/speed.py [N] | caller-checks | verdicts [N] | matrix [--no-vm]
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import sys
@@ -23,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lab import elf
+from lab import config, elf
 from lab.checks import Context
 from lab.module import ensure_built, load
 from lab.runner import run_module
@@ -61,6 +67,12 @@ def main() -> None:
     if sys.argv[1:] == ["caller-checks"]:
         caller_checks(3)
         return
+    if sys.argv[1:2] == ["verdicts"]:
+        verdicts(int(sys.argv[2]) if len(sys.argv) > 2 else 3)
+        return
+    if sys.argv[1:2] == ["matrix"]:
+        matrix(vms="--no-vm" not in sys.argv)
+        return
     repeat = int(sys.argv[1]) if len(sys.argv) > 1 else 10
     print("time to verdict (one module, all checks, sandbox):")
     for name in ("golab", "clab", "slowlab"):
@@ -90,6 +102,65 @@ def main() -> None:
     print(f"  wall time: {figures([r['seconds'] for r in slow])}")
     big_directories((100, 1_000, 10_000, 50_000))
     caller_checks(3)
+
+
+def hang_times(report) -> list[float]:
+    """Every declared hang's time from its step's start, from the evidence the checks kept."""
+    out = []
+    for c in report.checks:
+        raw = (c.evidence or {}).get("raw") or {}
+        if isinstance(raw, dict) and raw.get("hang", {}).get("declared_after") is not None:
+            out.append(raw["hang"]["declared_after"])
+    return out
+
+
+def verdicts(runs: int) -> None:
+    """Time to verdict of clab, golab and slowlab, RUNS times, one lane and the default lanes."""
+    goals = {"clab": 3, "golab": 8, "slowlab": 40}
+    for name in goals:
+        ensure_built(load(MODULES / name))
+    for lanes in (1, config.CHECK_LANES):
+        print(f"\ntime to verdict, sandbox, {lanes} check(s) at a time, {runs} runs (goal in brackets):")
+        for name, goal in goals.items():
+            took, declared, statuses = [], [], set()
+            for _ in range(runs):
+                started = time.monotonic()
+                report = run_module(MODULES / name, lanes=lanes)
+                took.append(time.monotonic() - started)
+                declared += hang_times(report)
+                statuses |= {
+                    f"{c.id}:{c.status}" for c in report.checks if c.status in ("hang", "crash", "error")
+                }
+            print(f"  {name:8} [{goal:>2} s] {figures(took)}")
+            if declared:
+                print(f"           hangs declared after: {figures(declared)}")
+            print(f"           hang/crash/error: {', '.join(sorted(statuses)) or 'none'}")
+
+
+def matrix(vms: bool) -> None:
+    """The glibc matrix on root filesystems and on VMs, one after the other, same modules."""
+    modules = [str(MODULES / n) for n in ("clab", "golab", "execstacklab")]
+    for n in modules:
+        ensure_built(load(n))
+    took = {}
+    for target in ("rootfs", "vagrant") if vms else ("rootfs",):
+        with tempfile.TemporaryDirectory(prefix="nsslab-bench-") as tmp:
+            started = time.monotonic()
+            argv = [sys.executable, "-m", "lab.cli", "run", "--expect", "--target", target, *modules]
+            done = subprocess.run([*argv, "--json", f"{tmp}/m.json", "--report-dir", tmp],
+                                  capture_output=True, text=True, timeout=7200)  # fmt: skip
+            took[target] = time.monotonic() - started
+            doc = (
+                json.loads(Path(tmp, "m.json").read_text())
+                if Path(tmp, "m.json").exists()
+                else {"modules": []}
+            )
+        verdicts = {(m["target"], m["name"]): m["verdict"] for m in doc["modules"]}
+        print(f"--target {target}: {took[target]:.1f} s, rc {done.returncode}")
+        for (where, name), verdict in sorted(verdicts.items()):
+            print(f"  {where:22} {name:13} {verdict}")
+    if "vagrant" in took:
+        print(f"VMs / root filesystems: {took['vagrant'] / took['rootfs']:.1f}x")
 
 
 def caller_checks(runs: int) -> None:

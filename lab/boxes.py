@@ -42,10 +42,10 @@ class Platform:
     glibc: str  # what the suite ships: the matrix shows glibc-dependent differences
 
 
+# The one platform list: the Vagrantfile reads the same file.
 PLATFORMS = {
-    "debian11": Platform("bullseye", "2.31"),
-    "debian12": Platform("bookworm", "2.36"),
-    "debian13": Platform("trixie", "2.41"),
+    name: Platform(**p)
+    for name, p in json.loads((Path(__file__).parent / "platforms.json").read_text()).items()
 }
 
 BOX_VAGRANTFILE = """# Direct kernel boot: the image has no boot loader.

@@ -4,6 +4,8 @@
     nsslab inspect LIB [--json]
     nsslab box build [PLATFORM ...]
     nsslab checks
+    nsslab clean
+    nsslab rootfs build [PLATFORM ...]
     nsslab reproduce stns
 
 MODULE is a module.toml, a directory holding one, or a bare libnss_<name>.so.2.
@@ -30,7 +32,7 @@ from lab.report.evidence import write_evidence
 from lab.report.machine import write_json, write_junit
 from lab.report.table import render
 from lab.runner import ModuleReport, run_matrix
-from lab.targets import close_all, expand, parallel
+from lab.targets import close_all, expand, parallel, state
 
 BUILTIN = Path(__file__).resolve().parent.parent / "nss_modules"
 DEMO = ["golab", "clab"]
@@ -106,6 +108,13 @@ def command(argv: list[str] | None) -> int:
     box.add_argument("platforms", nargs="*", help=f"default: debian12; known: {', '.join(PLATFORMS)}")
     box.add_argument("--force", action="store_true", help="rebuild even when a cached box exists")
     sub.add_parser("checks", help="list the checks, the bugs they catch and the causes the lab names")
+    sub.add_parser(
+        "clean", help="remove what killed runs left behind (namespaces, workdirs, VMs, ssh masters)"
+    )
+    roots_cmd = sub.add_parser("rootfs", help="the Debian root filesystems the rootfs targets enter")
+    roots_cmd.add_argument("action", choices=["build"])
+    roots_cmd.add_argument("platforms", nargs="*", help=f"default: all; known: {', '.join(PLATFORMS)}")
+    roots_cmd.add_argument("--force", action="store_true", help="rebuild even when a built root exists")
     reproduce = sub.add_parser("reproduce", help="replay a known incident step by step")
     reproduce.add_argument("incident", choices=["stns"], help="stns: the libnss_stns bash freeze")
     reproduce.add_argument("--step-timeout", type=float, default=20.0, help="bound per step (default 20)")
@@ -122,6 +131,16 @@ def command(argv: list[str] | None) -> int:
         for cause, meaning in OBSERVED.items():
             print(f"    {cause:<22} {meaning}")
         return 0
+    if args.command == "clean":
+        said = state.sweep()
+        for line in said:
+            print(f"removed {line}")
+        print(f"nothing left by killed runs{' any more' if said else ''}")
+        return 0
+    if args.command == "rootfs":
+        from lab.roots import main as build_roots
+
+        return build_roots(args.platforms, args.force)
     if args.command == "box":
         from lab.boxes import main as build_boxes
 
@@ -137,6 +156,8 @@ def command(argv: list[str] | None) -> int:
 
     modules = args.modules or [str(BUILTIN / name) for name in DEMO]
     expect_mode = args.expect or not args.modules
+    for line in state.sweep():  # a killed run's leftovers must not hold what this run needs
+        print(f"nsslab: removed what a killed run left: {line}", file=sys.stderr)
     targets = [one for spec in args.target or ["sandbox"] for one in expand(spec)]
     slots = parallel(targets)
     if len(targets) > 1:

@@ -656,13 +656,74 @@ def finish_gdb(job: dict) -> dict:
     return result
 
 
-def attach_backtraces(procs: list[dict]) -> None:
+def attach_backtraces(procs: list[dict], step: str = "") -> None:
     """Adds gdb backtraces to the deepest hung processes (not the ones only waiting for
-    their children), attaching to them in parallel while they are still stuck."""
+    their children), attaching to them in parallel while they are still stuck.
+
+    A process frozen exactly as one already traced in this scenario (the same blocking
+    syscall at the same code address and the same code addresses on the stack, in every
+    thread: the same frames) gets that backtrace, marked with where it was taken, instead
+    of a second gdb attach (fork-child freezes golab the same way seven times)."""
     leaves = [p for p in procs if any(t["wait"] != "children" for t in p["tasks"])] or procs
-    jobs = [(p, run_gdb(["-p", str(p["pid"])], GDB_REPORT)) for p in leaves[-GDB_MAX_PROCESSES:]]
-    for p, job in jobs:
+    jobs = []
+    for p in leaves[-GDB_MAX_PROCESSES:]:
+        p["frozen_as"] = key = frozen_signature(p["pid"])
+        seen = TRACED.get(key) if key else None
+        if seen:
+            p["gdb"] = {**seen["gdb"], "same_as": {"step": seen["step"], "pid": seen["pid"]}, "seconds": 0.0}
+        else:
+            jobs.append((p, key, run_gdb(["-p", str(p["pid"])], GDB_REPORT)))
+    for p, key, job in jobs:
         p["gdb"] = finish_gdb(job)
+        if key and p["gdb"].get("text") and not p["gdb"].get("error"):
+            TRACED[key] = {"gdb": p["gdb"], "step": step, "pid": p["pid"]}
+    for p in leaves:
+        p.pop("frozen_as", None)  # a key, not evidence
+
+
+TRACED: dict = {}  # frozen signature -> the backtrace taken for it in this scenario
+STACK_SCAN = 16384  # bytes above each thread's stack pointer read for return addresses
+
+
+def frozen_signature(pid: int) -> tuple | None:
+    """Each thread's blocking syscall, code address and the code addresses on its stack
+    (return addresses: its frames), as module+offset so another process's layout compares
+    equal; None when a thread is not in a syscall (nothing stable to compare)."""
+    maps = []
+    for line in read(f"/proc/{pid}/maps").splitlines():
+        f = line.split()
+        if len(f) >= 6 and "x" in f[1]:
+            lo, hi = (int(x, 16) for x in f[0].split("-"))
+            maps.append((lo, hi, int(f[2], 16), os.path.basename(f[5])))
+
+    def where(addr: int) -> str | None:
+        for lo, hi, off, name in maps:
+            if lo <= addr < hi:
+                return f"{name}+{addr - lo + off:#x}"
+        return None
+
+    threads = []
+    try:
+        mem = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        for tid in sorted(os.listdir(f"/proc/{pid}/task")):
+            fields = read(f"/proc/{pid}/task/{tid}/syscall").split()
+            if len(fields) != 9:  # "running", or not in a syscall
+                return None
+            sp, pc = int(fields[7], 16), int(fields[8], 16)
+            try:
+                data = os.pread(mem, STACK_SCAN, sp)
+            except OSError:
+                data = b""
+            words = struct.unpack(f"<{len(data) // 8}Q", data[: len(data) // 8 * 8])
+            threads.append((fields[0], where(pc), tuple(w for w in map(where, words) if w)))
+    except OSError:
+        return None
+    finally:
+        os.close(mem)
+    return tuple(sorted(threads, key=repr))
 
 
 def crash_backtrace(step: dict, in_child: bool) -> dict:
@@ -1172,7 +1233,7 @@ def run_step(step: dict) -> dict:
             hung = watch.sample(pids)
             if hung and not hung.get("idle"):
                 hung["declared_after"] = round(time.monotonic() - start, 3)
-                attach_backtraces(hung["processes"])
+                attach_backtraces(hung["processes"], step.get("id", ""))
                 hung["evidence_seconds"] = round(time.monotonic() - start - hung["declared_after"], 3)
                 out |= {"outcome": "hang", "hang": hung}
                 break

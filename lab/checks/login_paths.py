@@ -128,7 +128,7 @@ def ssh_and_complete(ctx: Context, user, names: set[str]) -> tuple[str, str, dic
     """sshd as the user's way in, then completion in the login shell it started."""
     target = ctx.target
     key, home = f"{target.workdir}/login_key", shlex.quote(user.home)
-    rc = f"{target.workdir}/bashrc"
+    rc = f"{target.workdir}/login_bashrc"  # its own: tab-completion may be writing bashrc beside it
     target.run(["sh", "-c", f"cat > {rc} && chmod 644 {rc}"], stdin=RCFILE)
     target.run(["sh", "-c", f"rm -f {key} {key}.pub; ssh-keygen -q -t ed25519 -N '' -f {key}"])
     target.run(

@@ -99,5 +99,10 @@ def process_section(p: dict) -> list[str]:
     gdb = p.get("gdb")
     if gdb:
         lines.append(f"  gdb ({gdb.get('seconds', '?')} s){': ' + gdb['error'] if 'error' in gdb else ''}")
+        if same := gdb.get("same_as"):
+            lines.append(
+                f"  (taken in step {same['step']!r} from pid {same['pid']}, frozen the same way: the same"
+                " blocking syscall, code address and code addresses on the stack in every thread)"
+            )
         lines += ["    " + line for line in gdb.get("text", "").splitlines()]
     return [*lines, ""]

@@ -35,6 +35,7 @@ from lab.errors import LabError
 from lab.install import nsswitch
 from lab.module import Module
 from lab.proc import bounded_run, kill_group
+from lab.targets import state
 from lab.targets.transport import Enter, Transport
 
 MOUNT_TAG = "nsslab"  # the overlay's source name: `grep nsslab /proc/mounts` finds leaks
@@ -46,9 +47,9 @@ FACTS = r"""
 import json, os, subprocess, sys
 paths = json.loads(sys.argv[1])
 def parent(p):
-    p = os.path.dirname(p.rstrip("/"))
+    p = os.path.dirname(p.rstrip("/")) or "/"
     while not os.path.isdir(p):
-        p = os.path.dirname(p)
+        p = os.path.dirname(p) or "/"
     return p
 libdir = None
 for ldconfig in ("ldconfig", "/sbin/ldconfig"):
@@ -306,6 +307,12 @@ class Overlay:
         if self.root:  # pid 1 of its own namespace: from here it is unshare's child
             children = Path(f"/proc/{self.holder.pid}/task/{self.holder.pid}/children").read_text().split()
             self.holder_pid = int(children[0])
+        if via.local:  # a killed run's namespace and workdir are then known as the lab's own
+            state.add(
+                self._key, kind="namespace", mntns=namespace_of(self.holder_pid), workdir=str(self.staging)
+            )
+        else:
+            state.add(self._key, kind="remote", target=getattr(via, "host", "?"), workdir=self.remote_dir)
 
     def uninstall(self) -> None:
         if self.holder is not None and self.via is not None:
@@ -330,7 +337,12 @@ class Overlay:
                 pass
         if self.staging:
             shutil.rmtree(self.staging, ignore_errors=True)
+            state.drop(self._key)
         self.staging, self.remote_dir, self.installed = None, "", None
+
+    @property
+    def _key(self) -> str:
+        return f"namespace {self.staging}"
 
 
 def copy_owned_by_root(source: Path, dest: Path, mode: int | None) -> None:

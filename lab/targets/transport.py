@@ -18,6 +18,7 @@ from pathlib import Path
 from lab import config
 from lab.errors import LabError
 from lab.proc import bounded_run, tool
+from lab.targets import state
 
 
 class Transport(abc.ABC):
@@ -127,9 +128,10 @@ class Ssh(Transport):
         os.unlink(path)  # ssh makes the socket itself
         self._control = path
         master = [*self.base(), "-o", "ControlMaster=yes", "-N", "-f", self.host]
+        state.add(f"ssh {path}", kind="ssh-master", control=path, host=self.host)
         done = tool(*master, timeout=config.SSH_CONNECT + 10)
         if done.returncode != 0:
-            self._control = ""
+            self.close()
             why = (done.stderr.strip().splitlines() or ["no answer"])[-1]
             raise LabError(f"ssh {self.user + '@' if self.user else ''}{self.host}: {why}")
 
@@ -137,6 +139,7 @@ class Ssh(Transport):
         if self._control:
             tool(*self.base(), "-O", "exit", self.host, timeout=config.TOOL)
             Path(self._control).unlink(missing_ok=True)
+            state.drop(f"ssh {self._control}")
             self._control = ""
 
     def wrap(self, argv: list[str], tty: bool = False) -> list[str]:

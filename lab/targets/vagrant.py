@@ -24,7 +24,7 @@ from lab import boxes, config
 from lab.boxes import VAGRANT_HOME
 from lab.errors import LabError
 from lab.proc import bounded_run, tool
-from lab.targets import Spec
+from lab.targets import Spec, state
 from lab.targets.inplace import InPlace
 from lab.targets.target import DISPOSABLE, FULL_SYSTEM, Target
 from lab.targets.transport import Ssh
@@ -148,6 +148,7 @@ class VagrantMachine:
         with VAGRANT_LOCK:
             ensure_libvirt()
             driver = libvirt_driver()
+            state.add(f"vm {self.platform}", kind="vm", platform=self.platform)
             try:
                 BoundedVagrant(float(os.environ.get("NSSLAB_UP_TIMEOUT", config.VM_UP)), driver).up(
                     vm_name=self.platform, provider="libvirt"
@@ -183,6 +184,7 @@ class VagrantMachine:
             self.ssh = None
         if self.keep:
             LIBVIRT["kept"] = True  # cleanup() must not take its network or daemons away
+            state.drop(f"vm {self.platform}")  # kept on purpose: not a leftover for the next run
             held = self.installer.module_name if self.installer else ""
             installed = f"libnss_{held} installed" if held else "no module installed"
             where = f"cd {ROOT} && VAGRANT_HOME={VAGRANT_HOME} vagrant"
@@ -194,6 +196,7 @@ class VagrantMachine:
                 BoundedVagrant(config.VM_DESTROY).destroy(vm_name=self.platform)
             finally:
                 self.forget_domain()
+                state.drop(f"vm {self.platform}")
 
     def forget_domain(self) -> None:
         """Removes the VM's libvirt domain and disks if `vagrant destroy` left them (a boot
@@ -222,7 +225,8 @@ def make(spec: Spec, keep: bool = False) -> Target:
     machine = VagrantMachine(spec.host, keep)
     machine.installer = InPlace(keep)
     caps = frozenset({FULL_SYSTEM, DISPOSABLE})
-    return Target(f"vagrant://{spec.host}", None, machine.installer, machine, caps)
+    # one check at a time: a TCG guest has no core to spare, and its bounds are already long
+    return Target(f"vagrant://{spec.host}", None, machine.installer, machine, caps, lanes=1)
 
 
 LIBVIRT: dict[str, object] = {}  # what existed before this run touched libvirt, and what it started

@@ -77,7 +77,7 @@ def test_a_module_that_freezes_its_caller_is_diagnosed_over_ssh_and_leaves_nothi
     """hangparent (C, so Debian 11 loads it) freezes a step; the hang and its evidence come
     over ssh, and the frozen process is gone from the host afterwards."""
     before = state(host)
-    rc, doc = run(
+    _, doc = run(
         tmp_path, "--target", host.spec, "--check", "load", "--check", "lookup", str(MODULES / "hangparent")
     )
     m = by(doc, f"ssh://root@127.0.0.1:{host.port}", "hangparent")

@@ -1,19 +1,18 @@
-"""The same checks on real VMs (boxes built offline), plus the login paths and the matrix.
+"""What only a whole system shows, on a real VM (a box built offline): the sandbox's verdicts
+from a booted Debian 12, the login paths (sshd, su, sudo, systemd), --keep, a boot that fails.
+The glibc matrix (Debian 11, 12, 13) runs on root filesystems: tests/e2e/test_rootfs_targets.py.
 
 Part of `./nsslab.sh test` (and `tox -e vm`, `./nsslab.sh test-vm` alone). Measured here under
-TCG (no usable KVM): about 3 min per box the first time, then about 1 min per boot; four
-modules on debian12 about 11 min; clab and execstacklab on debian11 and debian13 side by
-side about 7 min; --keep about 3 min; the failed-boot case about 5 min."""
+TCG (no usable KVM): about 3 min for the box the first time, then about 1 min per boot; four
+modules on debian12 about 11 min; --keep about 3 min; the failed-boot case about 5 min."""
 
 from __future__ import annotations
 
 import contextlib
 import glob
 import json
-import re
 import shutil
 import subprocess
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -23,11 +22,9 @@ from lab.checks import growth
 from lab.cli import main
 from lab.runner import run_module
 from lab.targets import vagrant
-from lab.targets.vagrant import parallel_slots
 from tests.conftest import MODULES
 
 pytestmark = pytest.mark.vagrant
-MATRIX = ("debian11", "debian13")
 DEBIAN12 = ("golab", "clab", "noshadowlab", "execstacklab")
 EARLIER_NETWORK = Path("/etc/libvirt/qemu/networks/vagrant-libvirt.xml")
 NETWORK_XML = """<network>
@@ -115,9 +112,9 @@ def debian12(before, tmp_path_factory):
     boxes.build("debian12")
     modules = [str(MODULES / n) for n in DEBIAN12]
     with network_left_from_before():
-        rc, doc = run_json(tmp_path_factory.mktemp("debian12"), "--target", "vagrant:debian12", *modules)
+        rc, doc = run_json(tmp_path_factory.mktemp("debian12"), "--target", "vagrant://debian12", *modules)
         network_kept = EARLIER_NETWORK.exists()
-    return rc, by_module(doc, "vagrant:debian12"), network_kept
+    return rc, by_module(doc, "vagrant://debian12"), network_kept
 
 
 def too_slow_here(c: dict) -> bool:
@@ -175,70 +172,6 @@ def test_login_paths_confirm_the_missing_shadow_entry(debian12):
     assert paths["sudo -u"]["status"] == "pass"  # root's sudo asks no password: only the login is refused
 
 
-@pytest.fixture(scope="module")
-def matrix(before, tmp_path_factory):
-    """`--target vagrant` over the platforms debian12 does not cover above: glibc 2.31, 2.41."""
-    for platform in MATRIX:
-        boxes.build(platform)
-    modules = [str(MODULES / n) for n in ("clab", "execstacklab")]
-    # only for this run: later tests in this file target debian12 again
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("NSSLAB_PLATFORMS", " ".join(MATRIX))
-        env.delenv("NSSLAB_PARALLEL", raising=False)
-        return run_json(tmp_path_factory.mktemp("matrix"), "--target", "vagrant", *modules)
-
-
-def test_matrix_runs_every_check_on_every_platform(matrix):
-    _, doc = matrix
-    assert {m["target"] for m in doc["modules"]} == {f"vagrant:{p}" for p in MATRIX}
-    for platform in MATRIX:
-        clab = by_module(doc, f"vagrant:{platform}")["clab"]
-        not_passed = {c: v["status"] for c, v in clab.items() if v["status"] != "pass"}
-        not_passed = {c: v for c, v in not_passed.items() if not too_slow_here(clab[c])}
-        assert not_passed == {"go-runtime": "skip", "hazards": "skip"}, (platform, not_passed)  # clab is C
-        assert "login-paths" in clab
-
-
-def test_matrix_shows_the_glibc_difference(matrix, debian12):
-    """glibc 2.41 (Debian 13) refuses an executable-stack library; 2.31 and 2.36 load it."""
-    _, doc = matrix
-    refused = by_module(doc, "vagrant:debian13")["execstacklab"]
-    assert refused["elf"]["status"] == "fail"
-    assert "cannot enable executable stack" in refused["elf"]["reason"]
-    assert refused["load"]["status"] == "skip"
-    for loaded in (by_module(doc, "vagrant:debian11")["execstacklab"], debian12[1]["execstacklab"]):
-        assert loaded["load"]["status"] == "pass", loaded["load"]["reason"]
-        assert "glibc >= 2.41 refuses" in loaded["elf"]["reason"]
-
-
-def vm_lifetimes(platform: str, since: float) -> list[tuple[float, float]]:
-    """When libvirt started and stopped this checkout's VM for PLATFORM, from its own log."""
-    log = Path("/var/log/libvirt/qemu") / f"{vagrant.ROOT.name}_{platform}.log"
-    spans, up = [], None
-    for line in log.read_text(errors="replace").splitlines() if log.exists() else []:
-        if m := re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\+0000: (starting up|shutting down)", line):
-            at = datetime.strptime(m[1], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC).timestamp()
-            if m[2] == "starting up":
-                up = at
-            elif up is not None:
-                spans.append((up, at))
-                up = None
-    return [(a, b) for a, b in spans if a >= since]
-
-
-def test_platforms_run_in_parallel(matrix):
-    """Two platforms' VMs run at the same time, where memory and cores allow two. (Their
-    checks need not overlap: the `vagrant up`s take turns, and a platform whose checks are
-    short can be done before the other's box is uploaded and booted.)"""
-    if parallel_slots(len(MATRIX)) < 2:
-        pytest.skip("this host runs one VM at a time (memory or cores)")
-    _, doc = matrix
-    since = min(datetime.fromisoformat(m["started"]).timestamp() for m in doc["modules"]) - 5
-    first, second = (vm_lifetimes(p, since) for p in MATRIX)
-    assert first and second, (first, second)
-    assert any(a < d and c < b for a, b in first for c, d in second), (first, second)
-
-
 def test_keep_leaves_the_vm_up_with_the_module_and_the_next_run_reuses_it(before, tmp_path, capsys):
     """--keep: a human can log in with the module in place; a later run takes the VM over,
     puts the kept module's files back and installs its own, without a boot. (Not golab: with
@@ -251,17 +184,17 @@ def test_keep_leaves_the_vm_up_with_the_module_and_the_next_run_reuses_it(before
 
     try:
         rc, doc = run_json(
-            tmp_path, "--target", "vagrant:debian12", "--keep", "--check", "load", str(MODULES / "clab")
+            tmp_path, "--target", "vagrant://debian12", "--keep", "--check", "load", str(MODULES / "clab")
         )
         assert rc == 0, doc
-        assert "vagrant:debian12 kept up, libnss_clab installed" in capsys.readouterr().out
+        assert "vagrant://debian12 kept up, libnss_clab installed" in capsys.readouterr().out
         assert in_vm("getent passwd pyama").startswith("pyama:")  # answered by the kept module
         domain = id_file.read_text()
 
         rc, doc = run_json(
             tmp_path,
             "--target",
-            "vagrant:debian12",
+            "vagrant://debian12",
             "--keep",
             "--check",
             "load",
@@ -284,7 +217,7 @@ def test_a_vm_that_never_boots_is_an_error_with_its_console(before, tmp_path, mo
     # that), then says so on the console and waits. Under TCG that is 2.5-3 min after boot.
     monkeypatch.setenv("NSSLAB_KERNEL_ARGS", "root=/dev/nsslab-nowhere")
     monkeypatch.setenv("NSSLAB_UP_TIMEOUT", "300")
-    rc, doc = run_json(tmp_path, "--target", "vagrant:debian12", str(MODULES / "clab"))
+    rc, doc = run_json(tmp_path, "--target", "vagrant://debian12", str(MODULES / "clab"))
     assert rc == 1
     error = doc["modules"][0]["error"]
     assert "`vagrant up debian12" in error and "serial console:" in error

@@ -1,0 +1,34 @@
+"""The run-state file: a live run's records are its own; a dead run's are leftovers."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from lab.targets import state
+
+
+def test_a_live_run_is_not_a_leftover_and_a_dead_one_is(tmp_path, monkeypatch):
+    monkeypatch.setattr(state, "STATE_DIR", tmp_path)
+    state.add("namespace /tmp/nsslab-x", kind="namespace", mntns="mnt:[1]", workdir="/tmp/nsslab-x")
+    assert state.leftovers() == {}  # this process is alive
+    gone = tmp_path / "run-999999999-123.json"
+    gone.write_text(json.dumps({"vm debian12": {"kind": "vm", "platform": "debian12"}}))
+    reused = tmp_path / f"run-{os.getpid()}-1.json"  # our pid, another start time: a reused pid
+    reused.write_text("{}")
+    assert set(state.leftovers()) == {gone, reused}
+    state.drop("namespace /tmp/nsslab-x")
+    assert not list(tmp_path.glob(f"run-{os.getpid()}-{state.started(os.getpid())}.json"))
+
+
+def test_the_sweep_removes_only_the_labs_own_workdirs(tmp_path, monkeypatch):
+    monkeypatch.setattr(state, "STATE_DIR", tmp_path)
+    elsewhere = tmp_path / "precious"
+    elsewhere.mkdir()
+    (tmp_path / "run-999999999-1.json").write_text(
+        json.dumps({"ns": {"kind": "namespace", "mntns": "not-a-namespace", "workdir": str(elsewhere)}})
+    )
+    said = state.sweep()
+    assert said == [f"ns: 0 process(es) killed, {elsewhere} left alone (not a workdir of the lab's)"]
+    assert elsewhere.exists()  # not under /tmp/nsslab-: never the sweep's to remove
+    assert not list(tmp_path.glob("run-*.json"))
