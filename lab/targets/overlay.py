@@ -103,6 +103,9 @@ class Overlay:
         self.via = via
         try:
             return self._install(via, module, probe_files)
+        except OSError as e:  # a library or [files] source that is not there: one line
+            self.uninstall()
+            raise LabError(f"target set-up failed: {e.strerror}: {e.filename}") from None
         except BaseException:
             self.uninstall()  # a half-built namespace must not leak its workdir or holder
             raise

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-import lab.runner
 from lab.runner import ModuleReport, run_module
 from tests.conftest import MODULES, checks
 
@@ -50,25 +49,14 @@ def processes(comm: str) -> list[int]:
 
 @pytest.fixture(scope="module")
 def debian_run():
-    """Each module once: its report, the target it ran in, the host's files before and after."""
-    cache: dict[str, tuple[ModuleReport, object, dict, dict]] = {}
+    """Each module once: its report, and the host's files before and after."""
+    cache: dict[str, tuple[ModuleReport, None, dict, dict]] = {}
 
     def run(name: str):
         if name not in cache:
-            seen = []
-            real = lab.runner.get_target
-
-            def recording(*args, **kwargs):
-                seen.append(real(*args, **kwargs))
-                return seen[-1]
-
             before = digests()
-            lab.runner.get_target = recording  # to read target.services after the run
-            try:
-                report = run_module(MODULES / "debian" / name)
-            finally:
-                lab.runner.get_target = real
-            cache[name] = (report, seen[0] if seen else None, before, digests())
+            report = run_module(MODULES / "debian" / name)
+            cache[name] = (report, None, before, digests())
         return cache[name]
 
     return run
@@ -109,9 +97,9 @@ def test_host_files_are_untouched(debian_run, name):
 
 
 def test_sssd_was_started_ready_and_stopped(debian_run):
-    report, target, _, _ = debian_run("sss")
+    report, _, _, _ = debian_run("sss")
     assert report.error is None, report.error
-    (sssd,) = target.services
+    (sssd,) = report.services  # the target's records after uninstall, as the run left them
     assert sssd["name"] == "sssd" and sssd["ready_seconds"] is not None and sssd["ready_seconds"] < 30
     assert "exit" in sssd, "uninstall stops the service"
     assert processes("sssd") == []  # sssd, sssd_be, sssd_nss: none left running
@@ -119,8 +107,8 @@ def test_sssd_was_started_ready_and_stopped(debian_run):
 
 
 def test_modules_without_services_start_none(debian_run):
-    _, target, _, _ = debian_run("extrausers")
-    assert target.services == []
+    report, _, _, _ = debian_run("extrausers")
+    assert report.error is None and report.services == []
 
 
 def test_a_big_directory_is_judged_by_what_the_manifest_declares(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lab.runner import run_module
-from lab.targets.sandbox import Sandbox, processes_in
+from lab.targets.overlay import Overlay, namespace_of, processes_in
 from tests.conftest import MODULES, checks
 
 pytestmark = pytest.mark.sandbox
@@ -62,19 +62,19 @@ def watched():
         if name in cache:
             return cache[name]
         seen: dict = {}
-        original = Sandbox.uninstall
+        original = Overlay.uninstall
 
         def uninstall(self) -> None:
             if self.holder is not None and "workdir" not in seen:
-                seen["workdir"] = self.workdir
-                namespace = self._namespace()
+                seen["workdir"] = str(self.staging)
+                namespace = namespace_of(self.holder_pid)
                 seen["in_sandbox"] = [
-                    cmdlines().get(p, "?") for p in processes_in(namespace) if p != self.holder.pid
+                    cmdlines().get(p, "?") for p in processes_in(namespace) if p != self.holder_pid
                 ]
             original(self)
 
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(Sandbox, "uninstall", uninstall)
+            mp.setattr(Overlay, "uninstall", uninstall)
             report = run_module(MODULES / name)
         seen["on_host"] = [c for c in cmdlines().values() if seen["workdir"] in c or "clab-cached" in c]
         cache[name] = (report, seen)

@@ -105,7 +105,9 @@ def test_failed_install_leaves_nothing(tmp_path):
     module = load(MODULES / "clab")
     module.library = tmp_path / "libnss_clab.so.2"  # missing
     before = snapshot()
-    with pytest.raises(LabError, match="sandbox set-up failed"):
+    with pytest.raises(
+        LabError, match=r"^target set-up failed: No such file or directory: .*libnss_clab.so.2$"
+    ):
         Sandbox().install(module)
     assert snapshot() == before
 
