@@ -32,7 +32,7 @@ class Context:
     module: Module
     elf: ElfInfo
     step_timeout: float = 20.0  # a step that answers nothing by then is a hang
-    quick: float = 0.5  # see probe.HangWatch
+    quick: float = 0.5  # see lab.probe.hangwatch.HangWatch
     slow: float = 5.0
 
     @property
@@ -116,8 +116,9 @@ class Context:
         return [db for db in ("passwd", "group", "shadow") if db in can and can[db] is None]
 
     def direct(self, test: str, what: str, **spec: Any) -> tuple[Any, CheckResult | None]:
-        """Runs entrypoints.py's TEST on the library in a fresh worker. Returns its
-        observations, or the outcome when the worker hung, crashed or exited."""
+        """Runs the probe's direct TEST (lab.probe.entrypoints, lab.probe.direct) on the library
+        in a fresh worker. Returns its observations, or the outcome when the worker hung, crashed
+        or exited."""
         call = {"fn": f"nss:{test}", "library": self.target.module_path, "service": self.module.name, **spec}
         # Dozens of calls in one step: a module that is slow in every call (a network round
         # trip) needs more than one lookup's bound. A real hang is still declared in 0.5 s.

@@ -65,7 +65,7 @@ def reproducer_key(ctx: Context) -> str:
 
 
 def judge(obs: dict, key: str = UNKNOWN_NAME) -> CheckResult:
-    """The verdict on the probe's observations (lab/probe_fds.py: descriptors)."""
+    """The verdict on the probe's observations (lab/probe/direct/fds.py: descriptors)."""
     claims = [c for c in (inherit_claim(obs, key), *growth_claims(obs, key), reuse_claim(obs, key)) if c]
     details = {
         "phases": obs["phases"],

@@ -4,8 +4,8 @@ from collections import Counter
 
 from lab.checks.base import CheckResult, Claim, Context, backend_down, brief, check, summary, verdict
 from lab.elf import ENUMERATION
-from lab.entrypoints import ENOENT, ERANGE, ERRNO_SENTINEL, GLIBC_FIRST, LISTING_LIMIT
 from lab.errors import CommandTimeout
+from lab.probe.entrypoints import ENOENT, ERANGE, ERRNO_SENTINEL, GLIBC_FIRST, LISTING_LIMIT
 
 UNTOUCHED = ERRNO_SENTINEL  # the module left errno alone
 

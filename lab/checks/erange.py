@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from lab.checks.base import CheckResult, Claim, Context, check, differences, verdict
 from lab.checks.reproducer import lookup_script
-from lab.entrypoints import BIG, DATABASES, GLIBC_FIRST
 from lab.errors import CommandTimeout
+from lab.probe.entrypoints import BIG, DATABASES, GLIBC_FIRST
 
 BUDGET = 10.0  # seconds for the whole sweep; slow modules get sampled sizes, not a timeout
 CONSEQUENCE = {

@@ -105,7 +105,7 @@ def scope(obs: dict) -> str:
 
 
 def judge(obs: dict, service: str = "MODULE", user: str = "root", collected: bool = False) -> CheckResult:
-    """The verdict on the probe's observations (lab/probe_fds.py: growth). COLLECTED: the
+    """The verdict on the probe's observations (lab/probe/direct/fds.py: growth). COLLECTED: the
     module brings a garbage-collected runtime (Go), whose own heap and arenas grow until the
     collector's target (golab: RSS 26 -> 70 MiB over 110,000 lookups, then flat), far past
     a 1 s run: there only the C heap (malloc) is judged, and the reason says so."""

@@ -136,7 +136,7 @@ def go_tuple(version: str | None) -> tuple[int, ...] | None:
 
 
 def judge(obs: dict, go_version: str | None) -> CheckResult:
-    """Turns the probe's observations (see probe_hazards.hazards) into the verdict."""
+    """Turns the probe's observations (see lab.probe.direct.hazards.hazards) into the verdict."""
     vdso, tracing = obs["vdso"], obs["uprobes"]
     go = go_tuple(go_version)
     claims: list[Claim] = []

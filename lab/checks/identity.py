@@ -56,7 +56,7 @@ def candidates(db: str) -> list[int]:
 
 
 def judge(obs: dict, service: str) -> CheckResult:
-    """Turns the probe's observations (see probe_identity.identity) into the verdict."""
+    """Turns the probe's observations (see lab.probe.direct.identity.identity) into the verdict."""
     claims: list[Claim] = []
     collisions: list[dict] = []
     duplicates: list[str] = []

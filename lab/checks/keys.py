@@ -6,7 +6,7 @@ import statistics
 import time
 
 from lab.checks.base import UNKNOWN_NAME, CheckResult, Claim, Context, check, summary, verdict
-from lab.entrypoints import DATABASES, ERANGE
+from lab.probe.entrypoints import DATABASES, ERANGE
 
 BUDGET = 6.0  # seconds of calls in all; a slow module gets its most telling keys first
 SLOW = 1.0  # a miss this slow, where a hit takes a fraction of it, makes every `ls ~*` and login wait

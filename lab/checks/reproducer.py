@@ -1,12 +1,12 @@
 """Self-contained programs a maintainer runs without the lab: python3 + ctypes, calling the
 module's own entry point the way the check did. The record layouts come from the probe's
-entrypoints.py (one source), copied into the script's text."""
+lab/probe/entrypoints.py (one source), copied into the script's text."""
 
 from __future__ import annotations
 
 import inspect
 
-from lab import entrypoints
+from lab.probe import entrypoints
 
 STRUCTS = "\n\n".join(
     inspect.getsource(c) for c in (entrypoints.Passwd, entrypoints.Group, entrypoints.Shadow)

@@ -72,7 +72,7 @@ def plan(ctx: Context) -> list[dict]:
 
 
 def judge(value: dict, service: str) -> CheckResult:
-    """The verdict on the probe's observations (lab/probe_host.py)."""
+    """The verdict on the probe's observations (lab/probe/direct/host.py)."""
     library = value.get("library", f"libnss_{service}.so.2")
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for c in value["changes"]:

@@ -116,7 +116,7 @@ def findings(
     info: ElfInfo, service: str, databases: list[str], enumerable: bool, target: dict
 ) -> list[Finding]:
     """What the library's ELF headers mean on a target with TARGET's machine, glibc and
-    libraries (from `probe.py sysinfo`). Shared by the `elf` check and `nsslab inspect`."""
+    libraries (from `probe sysinfo`). Shared by the `elf` check and `nsslab inspect`."""
     out: list[Finding] = []
     glibc = target.get("glibc", "unknown")
     machine = MACHINES.get(target.get("machine", ""))

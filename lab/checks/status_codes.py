@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from lab.checks.base import UNKNOWN_NAME, CheckResult, Claim, Context, backend_down, check, verdict
 from lab.checks.erange import GETENT
-from lab.entrypoints import ENOENT, ERANGE
-from lab.entrypoints import ERRNO_SENTINEL as UNTOUCHED
+from lab.probe.entrypoints import ENOENT, ERANGE
+from lab.probe.entrypoints import ERRNO_SENTINEL as UNTOUCHED
 
 UNKNOWN_ID = 4242424
 

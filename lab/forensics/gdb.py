@@ -1,4 +1,4 @@
-"""Reads what gdb printed in the probe (see probe.GDB_REPORT) into stacks of frames."""
+"""Reads what gdb printed in the probe (see lab.probe.gdb.GDB_REPORT) into stacks of frames."""
 
 from __future__ import annotations
 

@@ -6,9 +6,10 @@ import json
 import re
 from pathlib import Path
 
-from lab import elf, probe
+from lab import elf
 from lab.checks.static import Finding, findings
 from lab.module import LIBRARY_NAME
+from lab.probe.cli import sysinfo
 
 VERDICT = {"blocker": "fail", "fail": "fail", "warn": "warn"}
 
@@ -23,7 +24,7 @@ def inspect_library(path: Path, as_json: bool = False) -> int:
     enumerable = any(present & set(elf.ENUMERATION[db]) for db in databases)
     origin = str(path.resolve().parent)
     runpath = [d.replace("${ORIGIN}", origin).replace("$ORIGIN", origin) for d in info.runpath]
-    target = probe.sysinfo(info.needed, runpath)
+    target = sysinfo(info.needed, runpath)
     found = findings(info, service, databases, enumerable, target)
     verdict = next((VERDICT[f.severity] for f in found if VERDICT.get(f.severity) == "fail"), None)
     verdict = verdict or ("warn" if any(f.severity == "warn" for f in found) else "pass")

@@ -10,7 +10,7 @@ import shlex
 import subprocess
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from lab import config
 from lab.errors import CommandTimeout, LabError
@@ -32,7 +32,7 @@ class InPlace:
     module_name: str = ""  # the module installed now
     logdir: Path | None = None
 
-    def install(self, via: Transport, module: Module, probe_files: tuple[Path, ...]) -> Installed:
+    def install(self, via: Transport, module: Module, probe_files: list[tuple[str, Path]]) -> Installed:
         if module.packages or module.services or module.state:
             raise LabError(
                 f"{module.name}: installing in place does not overlay packages, private state or"
@@ -41,9 +41,11 @@ class InPlace:
         self.via = via
         self.undo()  # the module a kept machine still holds
         self.module_name = module.name
-        self.sh(f"rm -rf {WORKDIR} && mkdir -m 755 {WORKDIR}")
-        for source in probe_files:
-            via.put(source, f"{WORKDIR}/{source.name}")
+        probe = PurePosixPath(WORKDIR, "probe")  # a directory: __main__.py and the nsslab_probe package
+        folders = sorted({str(probe / up) for rel, _ in probe_files for up in PurePosixPath(rel).parents})
+        self.sh(f"rm -rf {WORKDIR} && mkdir -m 755 {shlex.join([WORKDIR, *folders])}")
+        for rel, source in probe_files:
+            via.put(source, str(probe / rel))
         libdir = self.sh("dirname \"$(ldconfig -p | awk '/libnss_files.so.2 /{print $NF; exit}')\"").strip()
         module_path = f"{libdir}/libnss_{module.name}.so.2"
         self.place(module.library, module_path, "0755")

@@ -99,7 +99,7 @@ class Overlay:
     staging: Path | None = None  # local: the workdir itself, or what is shipped to it
     installed: Installed | None = None
 
-    def install(self, via: Transport, module: Module, probe_files: tuple[Path, ...]) -> Installed:
+    def install(self, via: Transport, module: Module, probe_files: list[tuple[str, Path]]) -> Installed:
         self.via = via
         try:
             return self._install(via, module, probe_files)
@@ -110,7 +110,7 @@ class Overlay:
             self.uninstall()  # a half-built namespace must not leak its workdir or holder
             raise
 
-    def _install(self, via: Transport, module: Module, probe_files: tuple[Path, ...]) -> Installed:
+    def _install(self, via: Transport, module: Module, probe_files: list[tuple[str, Path]]) -> Installed:
         if via.local and os.geteuid() != 0:
             raise LabError("the sandbox needs root: it mounts inside a private namespace (try sudo)")
         self.staging = Path(tempfile.mkdtemp(prefix="nsslab-"))
@@ -122,8 +122,12 @@ class Overlay:
                 via, "d=$(mktemp -d /tmp/nsslab-XXXXXX) && chmod 755 $d && echo $d"
             ).strip()
         inside = ROOT_WORKDIR if self.root else self.remote_dir
-        for source in probe_files:
-            shutil.copy(source, self.staging / source.name)
+        probe = self.staging / "probe"  # a directory: __main__.py and the nsslab_probe package
+        for folder in sorted({probe / up for rel, _ in probe_files for up in Path(rel).parents}):
+            folder.mkdir()
+            folder.chmod(0o755)  # whatever the umask: a worker that dropped root reopens its channel there
+        for rel, source in probe_files:
+            shutil.copy(source, probe / rel)
         facts = self._facts(module)
         module_path = f"{facts['libdir']}/libnss_{module.name}.so.2"
         layers = self._layers(module, facts, module_path)

@@ -25,15 +25,11 @@ from lab import config, services
 from lab.elf import lib_names
 from lab.errors import LabError
 from lab.module import Module
-from lab.probe import GDB_TIMEOUT
+from lab.probe import GDB_TIMEOUT, shipped
 from lab.proc import bounded_run, kill_group
 from lab.targets.overlay import Installed
 from lab.targets.transport import Ssh, Transport
 
-LAB = Path(__file__).resolve().parent.parent
-# What runs inside a target: the probe, and the direct entry-point calls it loads from beside it.
-# The caller-side checks' tests are lab/probe_*.py, loaded by entrypoints.py from beside it.
-PROBE_FILES = (LAB / "probe.py", LAB / "entrypoints.py", *sorted(LAB.glob("probe_*.py")))
 DEFAULT_TIMEOUT = config.COMMAND
 EVIDENCE_BOUND = 2 * GDB_TIMEOUT + 5  # two gdb runs, and slack
 
@@ -50,7 +46,8 @@ class Result:
 
 
 class Installer(Protocol):
-    def install(self, via: Transport, module: Module, probe_files: tuple[Path, ...]) -> Installed: ...
+    # probe_files: (path under the workdir's probe/, local file), as lab.probe.shipped() lists them
+    def install(self, via: Transport, module: Module, probe_files: list[tuple[str, Path]]) -> Installed: ...
 
     def uninstall(self) -> None: ...
 
@@ -94,7 +91,7 @@ class Target:
         except LabError as e:
             self.unreachable = str(e)
             raise
-        self.installed = self.installer.install(self.transport, module, PROBE_FILES)
+        self.installed = self.installer.install(self.transport, module, shipped())
         try:
             self.installed.services = services.start(self, module.services, self.installed.logdir)
         except BaseException:
@@ -130,7 +127,8 @@ class Target:
 
     @property
     def probe_path(self) -> str:
-        return f"{self.workdir}/probe.py"
+        """The probe as the target runs it: a directory (__main__.py and the nsslab_probe package)."""
+        return f"{self.workdir}/probe"
 
     @property
     def module_path(self) -> str:
@@ -176,7 +174,7 @@ class Target:
         return events
 
     def scenario(self, steps: list[dict], side_by_side: int = 1) -> list[dict]:
-        """Runs probe steps (see probe.py) and returns one result per step, in order.
+        """Runs probe steps (see lab/probe/monitor.py) and returns one result per step, in order.
 
         With SIDE_BY_SIDE > 1 the steps are dealt to that many probes running at once: for
         steps that are independent by construction (each is its own worker process, as
@@ -187,7 +185,7 @@ class Target:
                 dealt = list(pool.map(self.scenario, hands))
             return [dealt[i % side_by_side][i // side_by_side] for i in range(len(steps))]
         # A step may run to its timeout, then gather evidence: gdb attached to a hang
-        # (probe.GDB_TIMEOUT) or the step again under gdb after a crash (timeout + GDB_TIMEOUT).
+        # (GDB_TIMEOUT) or the step again under gdb after a crash (timeout + GDB_TIMEOUT).
         bound = sum(2 * s.get("timeout", 20.0) + EVIDENCE_BOUND for s in steps)
         return [
             e
@@ -262,7 +260,7 @@ class Target:
 
 
 class Watcher:
-    """A running `probe.py watch`: reports once whether a process tree hung."""
+    """A running `probe watch`: reports once whether a process tree hung."""
 
     def __init__(self, proc: subprocess.Popen) -> None:
         self.proc = proc

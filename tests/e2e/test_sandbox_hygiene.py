@@ -31,7 +31,7 @@ def lab_processes() -> list[str]:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if any(k in cmd for k in ("probe.py", "nsenter --mount", "unshare --mount", "nsslab-")):
+        if any(k in cmd for k in ("/probe ", "nsenter --mount", "unshare --mount", "nsslab-")):
             found.append(cmd)
     return found
 

@@ -1,4 +1,4 @@
-"""The descriptors verdict on recorded-shape observations (lab/probe_fds.py: descriptors),
+"""The descriptors verdict on recorded-shape observations (lab/probe/direct/fds.py: descriptors),
 without running anything: both directions for each of its three parts."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The growth verdict on recorded-shape observations (lab/probe_fds.py: growth), without
+"""The growth verdict on recorded-shape observations (lab/probe/direct/fds.py: growth), without
 running anything: leaks fail with their figure, noise, one-off jumps and slow modules do not."""
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from lab import probe
+from lab.probe import hangwatch, procfs
 
 DEADLOCK = "import threading; l = threading.Lock(); l.acquire(); l.acquire()"
 OWN_PIPE = "import os; r, w = os.pipe(); os.read(r, 1)"
@@ -22,13 +22,13 @@ SLEEPS_LONG = "import time; time.sleep(100)"
 def watch(
     proc: subprocess.Popen, for_seconds: float, quick: float = 0.5, slow: float = 1.5
 ) -> tuple[dict | None, float]:
-    w = probe.HangWatch(quick, slow)
+    w = hangwatch.HangWatch(quick, slow)
     start = time.monotonic()
     while time.monotonic() - start < for_seconds:
-        found = w.sample(probe.tree(proc.pid))
+        found = w.sample(procfs.tree(proc.pid))
         if found and not found.get("idle"):
             return found, time.monotonic() - start
-        time.sleep(probe.SAMPLE_EVERY)
+        time.sleep(hangwatch.SAMPLE_EVERY)
     return None, time.monotonic() - start
 
 
@@ -44,7 +44,7 @@ def spawn():
 
     yield start
     for p in procs:
-        probe.kill_group(p.pid)
+        procfs.kill_group(p.pid)
         p.wait(timeout=10)
 
 
@@ -90,14 +90,14 @@ def test_futex_classification_follows_the_syscall_arguments():
     shared_forever = t("202", "0x7f0000001000", "0x0", "0x0", "0x0", "0x0", "0x0")
     wake = t("202", "0x7f0000001000", "0x81", "0x1", "0x0", "0x0", "0x0")
     sleeping = t("35", "0x7ffd0000", "0x0", "0x0", "0x0", "0x0", "0x0")
-    if probe.SYSCALLS.get(202) != "futex":
+    if procfs.SYSCALLS.get(202) != "futex":
         pytest.skip("syscall table for x86_64 only")
-    assert probe.classify_wait(0, private_forever) == "self"
-    assert probe.classify_wait(0, private_timed) == "timed"
-    assert probe.classify_wait(0, shared_forever) == "external"
-    assert probe.classify_wait(0, wake) == "external"
-    assert probe.classify_wait(0, sleeping) == "timed"
-    assert probe.classify_wait(0, {"state": "R", "syscall": ["running"]}) == "running"
+    assert hangwatch.classify_wait(0, private_forever) == "self"
+    assert hangwatch.classify_wait(0, private_timed) == "timed"
+    assert hangwatch.classify_wait(0, shared_forever) == "external"
+    assert hangwatch.classify_wait(0, wake) == "external"
+    assert hangwatch.classify_wait(0, sleeping) == "timed"
+    assert hangwatch.classify_wait(0, {"state": "R", "syscall": ["running"]}) == "running"
 
 
 # The reader's only writer is its child, which sleeps: the read waits on a live writer.
@@ -117,17 +117,17 @@ def test_a_reader_whose_writer_exits_while_being_judged_is_not_hung(spawn, monke
     """slowlab's `compgen -u` subshell ended during the /proc scan for its pipe's writers;
     bash, about to read EOF, was called hung. A verdict must still hold after the scan."""
     proc = spawn(READS_FROM_SLEEPING_CHILD)
-    scan = probe.pipe_writers
+    scan = hangwatch.pipe_writers
 
     def writer_exits_during_scan(pipe: str) -> set[int]:
-        for pid in probe.tree(proc.pid) - {proc.pid}:
-            probe.kill_pids({pid})
+        for pid in procfs.tree(proc.pid) - {proc.pid}:
+            procfs.kill_pids({pid})
             deadline = time.monotonic() + 5
-            while probe.read(f"/proc/{pid}/stat") and "Z" not in probe.stat_fields(f"/proc/{pid}/stat")[:1]:
+            while procfs.read(f"/proc/{pid}/stat") and "Z" not in procfs.stat_fields(f"/proc/{pid}/stat")[:1]:
                 assert time.monotonic() < deadline
                 time.sleep(0.01)
         return scan(pipe)
 
-    monkeypatch.setattr(probe, "pipe_writers", writer_exits_during_scan)
+    monkeypatch.setattr(hangwatch, "pipe_writers", writer_exits_during_scan)
     found, _ = watch(proc, 2.5)
     assert found is None, found

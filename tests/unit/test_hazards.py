@@ -1,10 +1,10 @@
 """hazards: the vDSO scan on fixture bytes (both directions), the uprobe_events parser, and the
-judgment on fixture observations (the shape probe_hazards.hazards returns)."""
+judgment on fixture observations (the shape lab.probe.direct.hazards.hazards returns)."""
 
 from __future__ import annotations
 
 from lab.checks.hazards import VDSO_DUMP, go_tuple, judge
-from lab.probe_hazards import parse_uprobe, scan_vdso, tracefs_mounts
+from lab.probe.direct.hazards import parse_uprobe, scan_vdso, tracefs_mounts
 
 # __vdso_clock_gettime from a kernel built with -fstack-check (coreos-overlay#1359):
 # push %rbp; mov %rsp,%rbp; push %r14; push %r13; push %r12; push %rbx;

@@ -1,12 +1,12 @@
-"""identity's judgment on fixture observations (the shape probe_identity.identity returns)."""
+"""identity's judgment on fixture observations (the shape lab.probe.direct.identity.identity returns)."""
 
 from __future__ import annotations
 
 import time
 
 from lab.checks.identity import candidates, judge
-from lab.entrypoints import Answer
-from lab.probe_identity import identity as probe_identity
+from lab.probe.direct.identity import identity as probe_identity
+from lab.probe.entrypoints import Answer
 
 FILES = {
     "passwd": [["root", 0, 0], ["daemon", 1, 1], ["nobody", 65534, 65534], ["cloud", 1000, 1000]],

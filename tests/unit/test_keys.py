@@ -105,7 +105,8 @@ def test_the_answered_another_name_control_only_when_the_plain_miss_was_notfound
 def test_the_probe_asks_the_first_slow_miss_once_more():
     import time
 
-    from lab import entrypoints, probe_contract
+    from lab.probe import entrypoints
+    from lab.probe.direct import contract as probe_contract
 
     class Slow:
         note = staticmethod(lambda text: None)
@@ -162,7 +163,8 @@ def test_a_crashing_length_takes_the_longer_keys_of_its_entry_point_with_it():
 def test_the_probe_bounds_a_key_that_never_answers_and_stops_there(monkeypatch):
     import time
 
-    from lab import entrypoints, probe_contract
+    from lab.probe import entrypoints
+    from lab.probe.direct import contract as probe_contract
 
     class Stuck:  # a module whose lookup of '*' outlives the bound; the rest answer at once
         note = staticmethod(lambda text: None)

@@ -1,7 +1,7 @@
 """A module must not be able to break the lab: the probe's observations (a signal and its
 sender, a process left running, a child reaped under the caller, an exit, a constructor
 that never returns) become a verdict with a named cause. Fixture dicts in the probe's
-result shape (lab/probe.py run_step), both directions; and the probe's /proc readers on
+result shape (lab/probe/monitor.py run_step), both directions; and the probe's /proc readers on
 real processes of this host."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import os
 import subprocess
 import time
 
-from lab import probe
 from lab.checks.base import judge
 from lab.forensics import OBSERVED, diagnose_crash, diagnose_hang
 from lab.forensics.observed import calls_within
+from lab.probe import leftovers, procfs
 
 BEGIN = {"ev": "begin", "where": "parent", "fn": "getpwnam", "arg": "pyama", "t": 10.0}
 ANSWER = {
@@ -91,7 +91,7 @@ def test_calls_within_a_window():
 
 LEFTOVER = {
     "pid": 4242,
-    "cmdline": "python3 probe.py worker",
+    "cmdline": "python3 probe worker",
     "comm": "clab-cached",
     "pgid": 4241,
     "sid": 4241,
@@ -219,7 +219,7 @@ nsslab-maps-end
 
 
 def hung_process(text: str) -> dict:
-    return {"pid": 7, "cmdline": "python3 probe.py worker", "threads": 1, "tasks": [], "gdb": {"text": text}}
+    return {"pid": 7, "cmdline": "python3 probe worker", "threads": 1, "tasks": [], "gdb": {"text": text}}
 
 
 def test_a_constructor_that_never_returns_is_named():
@@ -245,13 +245,13 @@ def test_children_descendants_and_the_sleep_a_process_asked_for():
     sleeper = subprocess.Popen(["sleep", "300"])
     try:
         deadline = time.monotonic() + 5
-        while probe.asleep_for(sleeper.pid) is None and time.monotonic() < deadline:
+        while leftovers.asleep_for(sleeper.pid) is None and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert sleeper.pid in probe.children(os.getpid())
-        assert sleeper.pid in probe.descendants(os.getppid())
+        assert sleeper.pid in procfs.children(os.getpid())
+        assert sleeper.pid in procfs.descendants(os.getppid())
         if os.geteuid() == 0:  # /proc/PID/syscall and mem of another process need root here
-            assert probe.asleep_for(sleeper.pid) == 300.0
+            assert leftovers.asleep_for(sleeper.pid) == 300.0
     finally:
         sleeper.kill()
         sleeper.wait()
-    assert sleeper.pid not in probe.children(os.getpid())
+    assert sleeper.pid not in procfs.children(os.getpid())

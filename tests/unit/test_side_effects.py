@@ -1,4 +1,4 @@
-"""side-effects' judgment on fixture observations (the shape lab/probe_host.py returns)."""
+"""side-effects' judgment on fixture observations (the shape lab/probe/direct/host.py returns)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from lab.checks.base import UNKNOWN_NAME
 from lab.checks.side_effects import judge, plan, snippet
 from lab.module import User
-from lab.probe_host import parse_line
+from lab.probe.direct.host import parse_line
 
 LIB = "/usr/lib/x86_64-linux-gnu/libnss_x.so.2"
 SPAWN_CLEAN = {"ignored": ["SIG32", "SIG33"], "blocked": [], "wait": "ok"}

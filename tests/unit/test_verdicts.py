@@ -24,7 +24,7 @@ GO_CHILD_HANG = {
         "processes": [
             {
                 "pid": 3092,
-                "cmdline": "python3 probe.py worker",
+                "cmdline": "python3 probe worker",
                 "threads": 1,
                 "nss_modules": ["/usr/lib/x86_64-linux-gnu/libnss_golab.so.2"],
                 "tasks": [

@@ -11,11 +11,7 @@ import os
 import select
 import time
 
-try:
-    import nsslab_entrypoints as ep  # inside the target: the probe loaded it from beside this file
-except ImportError:
-    from lab import entrypoints as ep
-
+from .. import entrypoints as ep
 
 # ---------------------------------------------------------------- hazards: the vDSO
 

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import time
 
-try:
-    import nsslab_entrypoints as ep  # inside the target: the probe loaded it from beside this file
-except ImportError:
-    from lab import entrypoints as ep
+from .. import entrypoints as ep
 
 LISTING_LIMIT = 200_000  # entries per database: a 50,000-user directory of a C module is listed whole
 UNASSIGNED_TRIES = 3  # ids nobody serves, asked directly: a module that answers them all invents entries

@@ -20,13 +20,12 @@ import tempfile
 import threading
 import time
 
-try:
-    import nsslab_entrypoints as ep  # inside the target: the probe loaded it from beside this file
-except ImportError:
-    from lab import entrypoints as ep
+from .. import entrypoints as ep
+from .. import worker
+from ..protocol import CHANNEL, SCRATCH
 
 BUFFER = 1 << 16
-HIGH = 900  # the probe's channel lives from here up (probe.open_channel); the caller's range is below
+HIGH = 900  # the probe's channel lives from here up (protocol.open_channel); the caller's range is below
 # The program a caller execs: lists the descriptors it inherited (its listing's own
 # directory descriptor is gone by the time readlink runs, so it is not in the answer).
 HELPER = (
@@ -104,10 +103,10 @@ class Caller:
 
 
 def probe_fds() -> set[int]:
-    """The lab's own descriptors: its channel and progress file (probe.py runs as __main__
-    in the worker) and entrypoints' /proc/self/mem. All are FD_CLOEXEC."""
-    main = sys.modules.get("__main__")
-    fds = {getattr(main, "CHANNEL", {}).get("fd"), getattr(main, "PROGRESS_FD", None)}
+    """The lab's own descriptors: its channel and progress file (the worker's; outside a worker
+    the channel is stdout and there is no progress file) and entrypoints' /proc/self/mem. All
+    are FD_CLOEXEC."""
+    fds = {CHANNEL["fd"], worker.PROGRESS_FD}
     if ep.MEMORY is not None:
         fds.add(ep.MEMORY.fd)
     return {fd for fd in fds if isinstance(fd, int) and fd > 2}
@@ -252,9 +251,8 @@ def reuse(module: ep.Module, caller: Caller, listings: list[str], deadline: floa
     to the lab's channel, opens files of its own at those numbers, and looks up again."""
     # The lab's own descriptors move up beside its channel first: they are not the caller's,
     # and the progress note must not land in the caller's files.
-    main = sys.modules.get("__main__")
-    if isinstance(getattr(main, "PROGRESS_FD", None), int) and getattr(main, "PROGRESS_PATH", None):
-        main.PROGRESS_FD = move_up(main.PROGRESS_FD, main.PROGRESS_PATH)
+    if isinstance(worker.PROGRESS_FD, int) and worker.PROGRESS_PATH:  # None outside a worker
+        worker.PROGRESS_FD = move_up(worker.PROGRESS_FD, worker.PROGRESS_PATH)
     if ep.MEMORY is not None:
         ep.MEMORY.fd = move_up(ep.MEMORY.fd, "/proc/self/mem")
     held = fd_table()
@@ -263,7 +261,7 @@ def reuse(module: ep.Module, caller: Caller, listings: list[str], deadline: floa
         os.close(fd)
     numbers = sorted(set(closed) | {3, 4, 5})
     files: dict[int, dict] = {}
-    where = os.path.dirname(os.path.abspath(ep.__file__))  # the probe's own directory, removed with it
+    where = SCRATCH  # the probe's own directory, removed with it
     for n in numbers:
         fd, path = tempfile.mkstemp(prefix="nsslab-caller-", dir=where)
         os.unlink(path)  # nothing left behind, whatever happens next

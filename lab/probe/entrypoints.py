@@ -1,10 +1,10 @@
 """Direct calls into a module's _nss_<service>_* entry points, the way glibc makes them.
 
-Runs inside the target next to probe.py (stdlib only: ctypes), loaded by the probe's
-worker for calls named "nss:*". Each function returns observations; the lab's checks
-judge them. Every answer is read through /proc/self/mem, so a module that returns
-SUCCESS with garbage pointers is reported, not a crash of the probe. Before each call
-the current entry point and buffer size go to NOTE, so a crash or hang names them.
+Runs inside the target in the probe (stdlib only: ctypes), loaded by its worker for calls
+named "nss:*". Each function returns observations; the lab's checks judge them. Every
+answer is read through /proc/self/mem, so a module that returns SUCCESS with garbage
+pointers is reported, not a crash of the probe. Before each call the current entry point
+and buffer size go to NOTE, so a crash or hang names them.
 """
 
 from __future__ import annotations
@@ -242,28 +242,20 @@ class Module:
 def run(spec: dict, note: Callable[[str], None]) -> dict:
     """The worker's entry: spec["fn"] is "nss:<test>"."""
     test = spec["fn"].split(":", 1)[1]
-    table = TESTS if test in TESTS else sibling_tests()
+    table = TESTS if test in TESTS else all_tests()
     note(f"dlopen({spec['library']})")
     module = Module(spec["library"], spec["service"], note)
     return table[test](module, spec)
 
 
-def sibling_tests() -> dict[str, Callable[[Module, dict], dict]]:
-    """The tests of the caller-side checks: every probe_*.py beside this file, one area each
-    (they import this file as nsslab_entrypoints inside the target, lab.entrypoints here)."""
-    import glob
-    import importlib.util
+def all_tests() -> dict[str, Callable[[Module, dict], dict]]:
+    """These tests and those of the caller-side checks: the direct subpackage, one module
+    per area (imported here, not at the top: they import this module)."""
+    from .direct import contract, fds, hazards, host, identity
 
     table = dict(TESTS)
-    here = os.path.dirname(os.path.abspath(__file__))
-    sys.modules.setdefault("nsslab_entrypoints", sys.modules[__name__])
-    for path in sorted(glob.glob(os.path.join(here, "probe_*.py"))):
-        name = "nsslab_" + os.path.basename(path)[:-3]
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        table.update(module.TESTS)
+    for area in (contract, fds, hazards, host, identity):
+        table.update(area.TESTS)
     return table
 
 

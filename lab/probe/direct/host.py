@@ -23,10 +23,8 @@ import socket
 import tempfile
 import time
 
-try:
-    import nsslab_entrypoints as ep  # inside the target: the probe loaded it from beside this file
-except ImportError:
-    from lab import entrypoints as ep
+from .. import entrypoints as ep
+from ..protocol import SCRATCH
 
 CLONE_NEWNS = 0x00020000
 MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
@@ -553,7 +551,7 @@ def side_effects(module: ep.Module, spec: dict) -> dict:
     """spec: calls [{fn, db, key?, gid?, first?}] in order; budget (s) for the calls not
     marked first (every entry point is called once, whatever its speed)."""
     libc = Libc()
-    where = os.path.dirname(os.path.abspath(__file__))
+    where = SCRATCH  # the probe's own directory, removed with it
     result: dict = {"calls": [], "changes": [], "not_called": [], "unmeasured": {}}
     UNREAPED.clear()
     started = time.monotonic()

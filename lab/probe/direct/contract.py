@@ -1,8 +1,7 @@
 """Probe side of the result-contract and keys checks (lab/checks/result_contract.py,
 lab/checks/keys.py): observations only, the checks judge them.
 
-Stdlib only, Python 3.9 (the target may be Debian 11). Loaded by entrypoints.run() from
-beside entrypoints.py; inside the target that file is nsslab_entrypoints.
+Stdlib only, Python 3.9 (the target may be Debian 11). Loaded by entrypoints.run().
 """
 
 from __future__ import annotations
@@ -13,10 +12,7 @@ import sys
 import threading
 import time
 
-try:
-    import nsslab_entrypoints as ep  # inside the target: the probe loaded it from beside this file
-except ImportError:
-    from lab import entrypoints as ep
+from .. import entrypoints as ep
 
 WIDTH = ctypes.sizeof(ctypes.c_void_p)
 # the string fields of each record, by the names entrypoints' structs give them
