@@ -2,7 +2,7 @@
 # The lab's single entry point on a fresh Debian 12 machine (run as root):
 #   ./nsslab.sh run [ARGS]    install what is needed, then `nsslab run ARGS` (default: the built-in demo)
 #   ./nsslab.sh test [ARGS]   install what is needed, then the lab's own test suite (pytest ARGS),
-#                             real VMs included (vagrant/libvirt/qemu/debootstrap; about 40 min)
+#                             real VMs and root filesystems included (vagrant/libvirt/qemu/debootstrap)
 #   ./nsslab.sh reproduce     install what is needed, then `nsslab reproduce stns`
 #   ./nsslab.sh test-vm       only the VM suite
 #   ./nsslab.sh box [PLATFORM...]   build the offline Vagrant boxes (nsslab box build)
@@ -12,10 +12,11 @@
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 
-# gdb + libc6-dbg: backtraces with glibc frame names; strace: `nsslab reproduce stns` step 1.
-PACKAGES=(golang-go gcc make libc6-dev bash bash-completion python3 python3-venv util-linux mount procps gdb libc6-dbg strace)
+# gdb + libc6-dbg: backtraces with glibc frame names; strace: `nsslab reproduce stns` step 1;
+# debootstrap: the root filesystems of --target rootfs; openssh-client: --target ssh://.
+PACKAGES=(golang-go gcc make libc6-dev bash bash-completion python3 python3-venv util-linux mount procps gdb libc6-dbg strace debootstrap openssh-client)
 # Only for VM targets: Vagrant with libvirt, qemu (KVM or TCG) and the offline box builder.
-VM_PACKAGES=(vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils debootstrap dnsmasq-base e2fsprogs openssh-client)
+VM_PACKAGES=(vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base e2fsprogs)
 
 log() { printf 'nsslab.sh: %s\n' "$*" >&2; }
 
