@@ -10,7 +10,7 @@
   10,000 and 50,000 users and a group of all of them (nss_modules/debian/bigdir/make.py);
 - what the caller-side checks (issue 13: side effects, descriptors, growth, the result
   contract, hostile keys, identity, hazards) add to clab's time to verdict;
-- `verdicts N`: clab, golab and slowlab N times each, checks one at a time and side by side
+- `verdicts N [LANES ...]`: clab, golab and slowlab N times each, checks one at a time and side by side
   (goals: clab <= 3 s, golab <= 8 s, slowlab <= 40 s), with every hang's declared-after time
   and no hang on slowlab;
 - `matrix`: clab, golab and execstacklab on the three root filesystems (`--target rootfs`)
@@ -68,7 +68,8 @@ def main() -> None:
         caller_checks(3)
         return
     if sys.argv[1:2] == ["verdicts"]:
-        verdicts(int(sys.argv[2]) if len(sys.argv) > 2 else 3)
+        lanes = [int(x) for x in sys.argv[3:]] or [1, config.CHECK_LANES]
+        verdicts(int(sys.argv[2]) if len(sys.argv) > 2 else 3, lanes)
         return
     if sys.argv[1:2] == ["matrix"]:
         matrix(vms="--no-vm" not in sys.argv)
@@ -109,17 +110,17 @@ def hang_times(report) -> list[float]:
     out = []
     for c in report.checks:
         raw = (c.evidence or {}).get("raw") or {}
-        if isinstance(raw, dict) and raw.get("hang", {}).get("declared_after") is not None:
-            out.append(raw["hang"]["declared_after"])
+        if isinstance(raw, dict) and raw.get("declared_after") is not None:
+            out.append(raw["declared_after"])
     return out
 
 
-def verdicts(runs: int) -> None:
-    """Time to verdict of clab, golab and slowlab, RUNS times, one lane and the default lanes."""
+def verdicts(runs: int, lanes_tried: list[int]) -> None:
+    """Time to verdict of clab, golab and slowlab, RUNS times, with each number of lanes."""
     goals = {"clab": 3, "golab": 8, "slowlab": 40}
     for name in goals:
         ensure_built(load(MODULES / name))
-    for lanes in (1, config.CHECK_LANES):
+    for lanes in lanes_tried:
         print(f"\ntime to verdict, sandbox, {lanes} check(s) at a time, {runs} runs (goal in brackets):")
         for name, goal in goals.items():
             took, declared, statuses = [], [], set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,6 +115,13 @@ class Context:
         """The databases whose listing the checks may drive (see listings())."""
         can = self.listings()
         return [db for db in ("passwd", "group", "shadow") if db in can and can[db] is None]
+
+    def together(self, *queries: Callable[[], Any]) -> list[Any]:
+        """Runs QUERIES (each its own probe workers, sharing nothing) at once; their results in order."""
+        if self.target.lanes <= 1:
+            return [q() for q in queries]
+        with ThreadPoolExecutor(max_workers=len(queries), thread_name_prefix="query") as pool:
+            return list(pool.map(lambda q: q(), queries))
 
     def direct(self, test: str, what: str, **spec: Any) -> tuple[Any, CheckResult | None]:
         """Runs the probe's direct TEST (lab.probe.entrypoints, lab.probe.direct) on the library

@@ -32,9 +32,12 @@ def enumeration(ctx: Context) -> CheckResult:
             "no database with set/get/end*ent entry points"
             + ("" if ctx.module.enumerable else " (manifest: enumerable = false)"),
         )
-    value, bad = ctx.direct("enumerate", "enumeration", databases=dbs, limit=LISTING_LIMIT)
+    # two fresh workers that share nothing: side by side (a slow module's listings take half a minute)
+    (value, bad), (_, crashed) = ctx.together(
+        lambda: ctx.direct("enumerate", "enumeration", databases=dbs, limit=LISTING_LIMIT),
+        lambda: ctx.direct("without-setent", "get*ent_r without set*ent", databases=dbs, limit=LISTING_LIMIT),
+    )
     problems = [] if bad else listing_problems(ctx, value, dbs)
-    _, crashed = ctx.direct("without-setent", "get*ent_r without set*ent", databases=dbs, limit=LISTING_LIMIT)
     worst = bad or crashed
     if worst:
         extra = [crashed.reason] if bad and crashed else []
