@@ -105,13 +105,15 @@ def main() -> None:
     caller_checks(3)
 
 
-def hang_times(report) -> list[float]:
-    """Every declared hang's time from its step's start, from the evidence the checks kept."""
+def hang_times(report, key: str = "declared_after") -> list[float]:
+    """A figure of every hang whose evidence the checks kept: declared_after (from the step's
+    start: the worker's start-up, the module's load, the fork, then the stillness window) or
+    stuck_seconds (the stillness proven before it was declared)."""
     out = []
     for c in report.checks:
         raw = (c.evidence or {}).get("raw") or {}
-        if isinstance(raw, dict) and raw.get("declared_after") is not None:
-            out.append(raw["declared_after"])
+        if isinstance(raw, dict) and raw.get(key) is not None:
+            out.append(raw[key])
     return out
 
 
@@ -123,18 +125,21 @@ def verdicts(runs: int, lanes_tried: list[int]) -> None:
     for lanes in lanes_tried:
         print(f"\ntime to verdict, sandbox, {lanes} check(s) at a time, {runs} runs (goal in brackets):")
         for name, goal in goals.items():
-            took, declared, statuses = [], [], set()
+            took, declared, stuck, statuses = [], [], [], set()
             for _ in range(runs):
                 started = time.monotonic()
                 report = run_module(MODULES / name, lanes=lanes)
                 took.append(time.monotonic() - started)
                 declared += hang_times(report)
+                stuck += hang_times(report, "stuck_seconds")
                 statuses |= {
                     f"{c.id}:{c.status}" for c in report.checks if c.status in ("hang", "crash", "error")
                 }
             print(f"  {name:8} [{goal:>2} s] {figures(took)}")
             if declared:
-                print(f"           hangs declared after: {figures(declared)}")
+                print(
+                    f"           hangs declared after: {figures(declared)}; stillness proven: {figures(stuck)}"
+                )
             print(f"           hang/crash/error: {', '.join(sorted(statuses)) or 'none'}")
 
 
