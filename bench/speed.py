@@ -137,9 +137,7 @@ def verdicts(runs: int, lanes_tried: list[int]) -> None:
                 }
             print(f"  {name:8} [{goal:>2} s] {figures(took)}")
             if declared:
-                print(
-                    f"           hangs declared after: {figures(declared)}; stillness proven: {figures(stuck)}"
-                )
+                print(f"           hangs declared after: {figures(declared)}; still for: {figures(stuck)}")
             print(f"           hang/crash/error: {', '.join(sorted(statuses)) or 'none'}")
 
 
