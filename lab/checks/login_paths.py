@@ -52,7 +52,11 @@ def login_paths(ctx: Context) -> CheckResult:
         return CheckResult("skip", "no module user with a home directory to log in as")
     bound = int(ctx.step_timeout)
     name = shlex.quote(user.name)
-    results: dict[str, tuple[str, str, dict | None]] = {}
+    # A path whose program is not on this machine says nothing about the module: left out, said so
+    absent = set(target.run(["sh", "-c", ABSENT]).stdout.splitlines())
+    results: dict[str, tuple[str, str, dict | None]] = {
+        path: ("skip", f"not on this machine ({why})", None) for path, why in NEEDS.items() if path in absent
+    }
     for path, command in (
         ("su -", f"id {name} >/dev/null; timeout -s KILL {bound} su - {name} -c id"),
         ("sudo -u", f"id {name} >/dev/null; timeout -s KILL {bound} sudo -n -u {name} id"),
@@ -61,16 +65,34 @@ def login_paths(ctx: Context) -> CheckResult:
             f"timeout -s KILL {bound} systemd-run --quiet --wait --pipe --collect -p User={name} id",
         ),
     ):
+        if path in absent:
+            continue
         done = target.run(["sh", "-c", command], timeout=bound + 15)
         results[path] = (*judge_command(done.rc, done.stdout, done.stderr, user.uid, bound), None)
-    results["ssh + TAB"] = ssh_and_complete(ctx, user, names)
+    if "ssh + TAB" not in absent:
+        results["ssh + TAB"] = ssh_and_complete(ctx, user, names)
     details = {"paths": {p: {"status": s, "text": t} for p, (s, t, _) in results.items()}}
-    bad = [(p, s, t, e) for p, (s, t, e) in results.items() if s != "pass"]
+    if all(s == "skip" for s, _, _ in results.values()):
+        return CheckResult("skip", "; ".join(f"{p}: {t}" for p, (_, t, _) in results.items()), details)
+    bad = [(p, s, t, e) for p, (s, t, e) in results.items() if s not in ("pass", "skip")]
     if bad:
         worst = next((b for b in bad if b[1] in ("hang", "crash")), bad[0])
         evidence = next((e for *_, e in bad if e), None)
         return CheckResult(worst[1], summary([f"{p}: {t}" for p, _, t, _ in bad]), details, evidence)
     return CheckResult("pass", "; ".join(f"{p}: {t}" for p, (_, t, _) in results.items()), details)
+
+
+NEEDS = {  # each path, and what must be there for it to say anything
+    "su -": "no su",
+    "sudo -u": "no sudo",
+    "systemd User=": "systemd is not PID 1",
+    "ssh + TAB": "no sshd",
+}
+ABSENT = (  # prints the paths whose program is missing
+    "command -v su >/dev/null || echo 'su -'; command -v sudo >/dev/null || echo 'sudo -u'; "
+    "{ [ -d /run/systemd/system ] && command -v systemd-run >/dev/null; } || echo 'systemd User='; "
+    "{ command -v sshd || [ -x /usr/sbin/sshd ]; } >/dev/null || echo 'ssh + TAB'"
+)
 
 
 def judge_command(rc: int, out: str, err: str, uid: int, bound: int) -> tuple[str, str]:

@@ -7,7 +7,6 @@ after --keep or a killed run) puts the originals back."""
 from __future__ import annotations
 
 import shlex
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -16,7 +15,6 @@ from lab import config
 from lab.errors import CommandTimeout, LabError
 from lab.install import nsswitch
 from lab.module import Module
-from lab.proc import bounded_run
 from lab.targets.overlay import Installed
 from lab.targets.transport import Transport
 
@@ -101,16 +99,7 @@ class InPlace:
 
     def sh(self, script: str, timeout: float = config.REMOTE_CALL) -> str:
         assert self.via
-        done = bounded_run(
-            self.via.wrap(["sh", "-c", script]),
-            timeout,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        if done.returncode != 0:
-            raise LabError(f"`{script[:80]}` failed: {done.stderr.strip()[-200:]}")
-        return done.stdout
+        return self.via.sh(script, timeout)
 
 
 def to_undo(line: str) -> str:

@@ -118,9 +118,7 @@ class Overlay:
         if via.local:
             self.remote_dir = str(self.staging)
         else:
-            self.remote_dir = self._sh(
-                via, "d=$(mktemp -d /tmp/nsslab-XXXXXX) && chmod 755 $d && echo $d"
-            ).strip()
+            self.remote_dir = via.sh("d=$(mktemp -d /tmp/nsslab-XXXXXX) && chmod 755 $d && echo $d").strip()
         inside = ROOT_WORKDIR if self.root else self.remote_dir
         probe = self.staging / "probe"  # a directory: __main__.py and the nsslab_probe package
         for folder in sorted({probe / up for rel, _ in probe_files for up in Path(rel).parents}):
@@ -148,14 +146,6 @@ class Overlay:
         entry = Enter(via, self.holder_pid, root=bool(self.root))
         self.installed = Installed(entry, inside, module_path, self.staging)
         return self.installed
-
-    def _sh(self, via: Transport, script: str, timeout: float = config.REMOTE_CALL) -> str:
-        done = bounded_run(
-            via.wrap(["sh", "-c", script]), timeout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        if done.returncode != 0:
-            raise LabError(f"`{script[:60]}` failed: {done.stderr.strip()[-200:] or 'no output'}")
-        return done.stdout
 
     def _facts(self, module: Module) -> dict:
         """The machine's lib dir, nsswitch.conf and which of the paths install() places exist."""
@@ -324,7 +314,7 @@ class Overlay:
     def uninstall(self) -> None:
         if self.holder is not None and self.via is not None:
             try:
-                self._sh(self.via, f"set -- {self.holder_pid}\n{KILL_INSIDE}", timeout=config.REMOTE_CALL)
+                self.via.sh(f"set -- {self.holder_pid}\n{KILL_INSIDE}", timeout=config.REMOTE_CALL)
             except LabError:
                 pass  # the holder's end below takes a pid namespace's processes anyway
             namespace = namespace_of(self.holder_pid) if self.via.local else None
@@ -339,7 +329,7 @@ class Overlay:
             self.holder = None
         if self.remote_dir and self.via is not None and not self.via.local:
             try:  # the namespace is gone, so its mounts are: only plain files are left there
-                self._sh(self.via, f"rm -rf {shlex.quote(self.remote_dir)}")
+                self.via.sh(f"rm -rf {shlex.quote(self.remote_dir)}")
             except LabError:
                 pass
         if self.staging:

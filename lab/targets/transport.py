@@ -34,6 +34,19 @@ class Transport(abc.ABC):
     def close(self) -> None:  # noqa: B027
         """Ends what open() started."""
 
+    def sh(self, script: str, timeout: float = config.REMOTE_CALL) -> str:
+        """SCRIPT run there by sh, bounded; its stdout, or a LabError with its stderr's tail."""
+        done = bounded_run(
+            self.wrap(["sh", "-c", script]),
+            timeout,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise LabError(f"`{script[:80]}` failed: {done.stderr.strip()[-200:] or 'no output'}")
+        return done.stdout
+
     def put(self, local: Path, remote: str, mode: str = "0644") -> None:
         """LOCAL to REMOTE: cat through the transport, so no scp quoting or staging dir."""
         with open(local, "rb") as data:

@@ -98,3 +98,23 @@ def test_a_new_kind_is_one_module_and_one_line(monkeypatch):
         assert made.transport.wrap(["id"]) == ["env", "NSSLAB_VIA=echo", "id"]
     finally:
         targets.close_all()
+
+
+def test_login_paths_leave_out_the_paths_whose_program_is_missing():
+    """On a host without sudo, systemd or sshd (this one), those login paths say nothing about
+    the module: they are skipped, named, instead of failing it."""
+    import os
+    import shutil
+
+    from lab.checks.login_paths import ABSENT, NEEDS
+
+    done = subprocess.run(["sh", "-c", ABSENT], capture_output=True, text=True, timeout=10)
+    absent = set(done.stdout.splitlines())
+    assert absent <= set(NEEDS)
+    assert ("sudo -u" in absent) == (shutil.which("sudo") is None)
+    assert ("systemd User=" in absent) == (
+        not os.path.isdir("/run/systemd/system") or not shutil.which("systemd-run")
+    )
+    assert ("ssh + TAB" in absent) == (
+        shutil.which("sshd") is None and not os.access("/usr/sbin/sshd", os.X_OK)
+    )
