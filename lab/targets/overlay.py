@@ -243,19 +243,19 @@ class Overlay:
         every layer is a plain directory (an overlay of an overlay would hit the kernel's
         stacking limit on a container's overlay root)."""
         root, work = str(self.root or ""), self.remote_dir
-        tree_of = {d: tree + d for d in tree_dirs}
         lines = ["set -e"]
         if root:  # a mount point, as a real root is: a namespace made inside must be able to make it private
             lines.append(f"mount --bind {root} {root}")
-        points = sorted(set(layers) | set(tree_of), key=len)
+        points = sorted(set(layers) | set(tree_dirs), key=len)
         for i, point in enumerate(points):
             lines.append(f"mkdir -p {work}/host/{i} && mount --bind {root}{point} {work}/host/{i}")
         for i, point in enumerate(points):
-            below = [
-                p + point[len(d) :] for d, p in tree_of.items() if point == d or point.startswith(d + "/")
-            ]
+            # the package tree's copy of this dir, where the tree has one (looked up in the local
+            # tree: on an ssh host the shipped copy is the same files)
             parts = [layers[point]] if point in layers else []
-            parts += [p for p in below if self.via and (not self.via.local or os.path.isdir(p))]
+            in_tree = any(point == d or point.startswith(d + "/") for d in tree_dirs)
+            if in_tree and os.path.isdir(f"{module.tree}{point}"):
+                parts.append(tree + point)
             parts.append(f"{work}/host/{i}")
             lines.append(f"mount -t overlay {MOUNT_TAG} -o ro,lowerdir={':'.join(parts)} {root}{point}")
         for i, point in enumerate(module.state):

@@ -75,10 +75,6 @@ class Target:
     ended: list[dict] = field(default_factory=list, repr=False)  # services of the last install
     unreachable: str = ""  # why the machine could not be reached or made, once
 
-    @property
-    def full_system(self) -> bool:
-        return FULL_SYSTEM in self.caps
-
     def install(self, module: Module) -> None:
         """Makes MODULE what glibc loads for its databases in every process of the target."""
         if self.unreachable:  # one unreachable host is one error per module, not one wait each
