@@ -74,7 +74,8 @@ def command(argv: list[str] | None) -> int:
         action="append",
         help="where to run (repeatable): sandbox (default); rootfs (Debian 11/12/13 roots, or rootfs://debian11,"
         " rootfs:///DIR, rootfs:///IMAGE.tar); vagrant (a VM per platform, or vagrant://debian12);"
-        " ssh://user@host[:port][?disposable=1]; ssh-config:///FILE; ansible:///INVENTORY[?group=G]",
+        " ssh://user@host[:port][?disposable=1]; ssh-config:///FILE; ansible:///INVENTORY[?group=G];"
+        " container://PID",
     )
     run.add_argument("--keep", action="store_true", help="leave the VMs up afterwards (vagrant targets)")
     run.add_argument("--json", type=Path, help="write the verdicts as JSON to this file")
