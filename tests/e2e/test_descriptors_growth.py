@@ -77,7 +77,11 @@ def test_libnss_sss_keeps_cloexec_descriptors_flat_per_thread_but_closes_the_cal
     assert d.status == "fail"
     assert d.details["inherited"] == {}
     assert any("/var/lib/sss/pipes/nss" in t for t in d.details["kept"].values())
-    assert d.details["growth"]["threads"]["total"] == 0 and d.details["growth"]["lookups"]["total"] == 0
+    # flat, or one descriptor more (or one opened and closed again) once: seen +1, and +1 then -1,
+    # with the other checks asking sssd at the same time; never rising in both halves (the claim)
+    for part in ("threads", "lookups"):
+        r = d.details["growth"][part]
+        assert r["total"] <= 1 and not (r["first_half"] > 0 and r["second_half"] > 0), (part, r)
     assert any("socket" in p and "the number now holds" in p for p in d.details["reuse_problems"])
 
 
