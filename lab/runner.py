@@ -128,9 +128,13 @@ def run_matrix(
     if at_once > 1 and not options.get("lanes"):
         options["lanes"] = max(1, round(config.CHECK_LANES / at_once))
 
+    stopping = threading.Event()  # Ctrl-C: a target thread must not go on to the next module
+
     def one_target(spec: str) -> None:
         with gate:
             for path in paths:
+                if stopping.is_set():
+                    return
                 report = run_module(path, spec, **options)
                 done.setdefault(spec, []).append(report)
                 with printing:
@@ -145,8 +149,12 @@ def run_matrix(
         threads = [threading.Thread(target=one_target, args=(t,), name=t, daemon=True) for t in targets]
         for thread in threads:
             thread.start()
-        for thread in threads:
-            thread.join()
+        try:
+            for thread in threads:
+                thread.join()
+        except BaseException:
+            stopping.set()  # the caller's close_all() ends the targets these threads still hold
+            raise
     return [r for spec in targets for r in done.get(spec, [])], errors
 
 

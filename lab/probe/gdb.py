@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -159,17 +160,24 @@ def attach_backtraces(procs: list[dict], step: str = "") -> None:
     """Adds gdb backtraces to the deepest hung processes (not the ones only waiting for
     their children), attaching to them in parallel while they are still stuck.
 
-    A process frozen exactly as one already traced in this scenario (the same blocking
-    syscall at the same code address and the same code addresses on the stack, in every
-    thread: the same frames) gets that backtrace, marked with where it was taken, instead
-    of a second gdb attach (fork-child freezes golab the same way seven times)."""
+    A one-thread process frozen exactly as one already traced in this scenario (the same
+    blocking syscall at the same code address and the same code addresses on its stack:
+    the same frames) gets that backtrace, its thread and process ids rewritten to its own
+    and marked with where it was taken, instead of a second gdb attach. Only one thread:
+    with several, gdb's thread numbers could not be matched to this process's threads."""
     leaves = [p for p in procs if any(t["wait"] != "children" for t in p["tasks"])] or procs
     jobs = []
     for p in leaves[-GDB_MAX_PROCESSES:]:
-        p["frozen_as"] = key = frozen_signature(p["pid"])
+        alone = len(p["tasks"]) == 1
+        p["frozen_as"] = key = frozen_signature(p["pid"]) if alone else None
         seen = TRACED.get(key) if key else None
         if seen:
-            p["gdb"] = {**seen["gdb"], "same_as": {"step": seen["step"], "pid": seen["pid"]}, "seconds": 0.0}
+            # one thread: its id is the pid, named as gdb names them
+            text = re.sub(
+                rf"(?<=LWP ){seen['pid']}\b|(?<=process ){seen['pid']}\b", str(p["pid"]), seen["gdb"]["text"]
+            )
+            same = {"step": seen["step"], "pid": seen["pid"]}
+            p["gdb"] = {**seen["gdb"], "text": text, "same_as": same, "seconds": 0.0}
         else:
             jobs.append((p, key, run_gdb(["-p", str(p["pid"])], GDB_REPORT)))
     for p, key, job in jobs:

@@ -23,6 +23,7 @@ import os
 import select
 import shlex
 import shutil
+import signal
 import subprocess
 import tarfile
 import tempfile
@@ -37,6 +38,8 @@ from lab.module import Module
 from lab.proc import bounded_run, kill_group
 from lab.targets import state
 from lab.targets.transport import Enter, Transport
+
+q = shlex.quote
 
 MOUNT_TAG = "nsslab"  # the overlay's source name: `grep nsslab /proc/mounts` finds leaks
 TREE_DIRS = ("/usr", "/etc", "/var", "/opt")  # where an unpacked package tree is overlaid
@@ -73,6 +76,7 @@ print(json.dumps({
 """
 # Kills every process of the namespace $1 holds but the holder (what a check left behind).
 KILL_INSIDE = """ns=$(readlink /proc/$1/ns/mnt) || exit 0
+[ "$ns" = "$(readlink /proc/self/ns/mnt)" ] && exit 0  # a reused pid: not a namespace of the lab's
 for p in /proc/[0-9]*; do q=${p#/proc/}; [ "$q" = "$1" ] && continue
   [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$ns" ] && kill -9 "$q" 2>/dev/null; done; true"""
 
@@ -126,6 +130,9 @@ class Overlay:
             folder.chmod(0o755)  # whatever the umask: a worker that dropped root reopens its channel there
         for rel, source in probe_files:
             shutil.copy(source, probe / rel)
+        for path in [str(self.root or ""), *module.files, *module.state, *(u.home for u in module.users)]:
+            if "," in path or ":" in path:  # overlayfs's option separators: no quoting reaches them
+                raise LabError(f"cannot overlay {path!r}: a ',' or ':' in a path overlayfs is given")
         facts = self._facts(module)
         module_path = f"{facts['libdir']}/libnss_{module.name}.so.2"
         layers = self._layers(module, facts, module_path)
@@ -245,10 +252,12 @@ class Overlay:
         root, work = str(self.root or ""), self.remote_dir
         lines = ["set -e"]
         if root:  # a mount point, as a real root is: a namespace made inside must be able to make it private
-            lines.append(f"mount --bind {root} {root}")
+            lines.append(f"mount --bind {q(root)} {q(root)}")
         points = sorted(set(layers) | set(tree_dirs), key=len)
         for i, point in enumerate(points):
-            lines.append(f"mkdir -p {work}/host/{i} && mount --bind {root}{point} {work}/host/{i}")
+            lines.append(
+                f"mkdir -p {q(f'{work}/host/{i}')} && mount --bind {q(root + point)} {q(f'{work}/host/{i}')}"
+            )
         for i, point in enumerate(points):
             # the package tree's copy of this dir, where the tree has one (looked up in the local
             # tree: on an ssh host the shipped copy is the same files)
@@ -257,7 +266,9 @@ class Overlay:
             if in_tree and os.path.isdir(f"{module.tree}{point}"):
                 parts.append(tree + point)
             parts.append(f"{work}/host/{i}")
-            lines.append(f"mount -t overlay {MOUNT_TAG} -o ro,lowerdir={':'.join(parts)} {root}{point}")
+            lines.append(
+                f"mount -t overlay {MOUNT_TAG} -o {q('ro,lowerdir=' + ':'.join(parts))} {q(root + point)}"
+            )
         for i, point in enumerate(module.state):
             base = f"{work}/state/{i}"
             lower = (
@@ -265,19 +276,19 @@ class Overlay:
                 if tree and module.tree and os.path.isdir(str(module.tree) + point)
                 else f"{base}/empty"
             )
-            lines.append(f"mkdir -p {base}/upper {base}/work {base}/empty")
+            lines.append(f"mkdir -p {q(base + '/upper')} {q(base + '/work')} {q(base + '/empty')}")
             options = f"lowerdir={lower},upperdir={base}/upper,workdir={base}/work"
-            lines.append(f"mount -t overlay {MOUNT_TAG} -o {options} {root}{point}")
+            lines.append(f"mount -t overlay {MOUNT_TAG} -o {q(options)} {q(root + point)}")
         if self.root:  # a machine of its own: processes, devices, and a /tmp and /run of its own
             lines += [
-                f"mount -t proc proc {root}/proc",
-                f"mount --rbind /dev {root}/dev",
-                f"mount --rbind /sys {root}/sys",
-                f"mount -t tmpfs -o mode=1777 {MOUNT_TAG} {root}/tmp",
-                f"mount -t tmpfs -o mode=755 {MOUNT_TAG} {root}/run",
-                f"mkdir -p {root}{ROOT_WORKDIR} && mount --bind {work} {root}{ROOT_WORKDIR}",
+                f"mount -t proc proc {q(root + '/proc')}",
+                f"mount --rbind /dev {q(root + '/dev')}",
+                f"mount --rbind /sys {q(root + '/sys')}",
+                f"mount -t tmpfs -o mode=1777 {MOUNT_TAG} {q(root + '/tmp')}",
+                f"mount -t tmpfs -o mode=755 {MOUNT_TAG} {q(root + '/run')}",
+                f"mkdir -p {q(root + ROOT_WORKDIR)} && mount --bind {q(work)} {q(root + ROOT_WORKDIR)}",
                 # ready only once chrooted: nsenter --root takes the holder's root as it is then
-                f"exec chroot {root} /bin/sh -c 'echo ready $$; exec cat >/dev/null'",
+                f"exec chroot {q(root)} /bin/sh -c 'echo ready $$; exec cat >/dev/null'",
             ]
         else:
             lines += ["echo ready $$", "exec cat >/dev/null"]
@@ -309,7 +320,10 @@ class Overlay:
                 self._key, kind="namespace", mntns=namespace_of(self.holder_pid), workdir=str(self.staging)
             )
         else:
-            state.add(self._key, kind="remote", target=getattr(via, "host", "?"), workdir=self.remote_dir)
+            state.add(
+                self._key, kind="remote", target=getattr(via, "host", "?"), workdir=self.remote_dir,
+                staging=str(self.staging),
+            )  # fmt: skip
 
     def uninstall(self) -> None:
         if self.holder is not None and self.via is not None:
@@ -322,9 +336,14 @@ class Overlay:
             for pipe in (self.holder.stdin, self.holder.stdout, self.holder.stderr):
                 if pipe:
                     pipe.close()
-            if namespace:
+            if namespace:  # and again, until none is left: one may have entered after the sweep
                 deadline = time.monotonic() + config.KILL_WAIT
-                while namespace and processes_in(namespace) and time.monotonic() < deadline:
+                while (left := processes_in(namespace)) and time.monotonic() < deadline:
+                    for pid in left:
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
                     time.sleep(0.05)
             self.holder = None
         if self.remote_dir and self.via is not None and not self.via.local:

@@ -28,6 +28,7 @@ from lab.targets.target import DISPOSABLE, FULL_SYSTEM, Target
 from lab.targets.transport import Ssh
 
 PARALLEL = 4  # hosts at once: each costs this machine an ssh and a waiting thread, not a core
+SESSION_LANES = 2
 
 
 def parallel(count: int) -> int:
@@ -97,7 +98,10 @@ def inventory(text: str, group: str | None) -> dict[str, dict[str, str]]:
         if kind == "children":
             children.setdefault(section, []).append(line)
         elif kind == "hosts":
-            name, *pairs = shlex.split(line)
+            try:
+                name, *pairs = shlex.split(line)
+            except ValueError as e:  # an unbalanced quote
+                raise LabError(f"the inventory line {raw.strip()!r} cannot be read: {e}") from None
             groups[section][name] = dict(p.split("=", 1) for p in pairs if "=" in p)
 
     def members(g: str, seen: frozenset[str] = frozenset()) -> dict[str, dict[str, str]]:
@@ -120,6 +124,10 @@ def make(spec: Spec, keep: bool = False) -> Target:
     user = spec.user or (None if config else "root")  # an ssh_config's User is the user's to set
     ssh = Ssh(spec.host, user, spec.port, ssh_config=config, options=options)
     name = f"ssh://{spec.user + '@' if spec.user else ''}{spec.host}{f':{spec.port}' if spec.port else ''}"
+    # Every command is a session on the one connection, and sshd allows 10 by default
+    # (MaxSessions): two checks at a time stay well under it (a check may hold 3).
     if spec.flag("disposable"):
-        return Target(name, ssh, InPlace(keep), caps=frozenset({FULL_SYSTEM, DISPOSABLE}))
-    return Target(name, ssh, Overlay(), caps=frozenset({FULL_SYSTEM}))
+        return Target(
+            name, ssh, InPlace(keep), caps=frozenset({FULL_SYSTEM, DISPOSABLE}), lanes=SESSION_LANES
+        )
+    return Target(name, ssh, Overlay(), caps=frozenset({FULL_SYSTEM}), lanes=SESSION_LANES)

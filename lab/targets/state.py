@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -72,7 +73,9 @@ def leftovers() -> dict[Path, dict]:
     """The state files of runs that are gone (their pid dead, or reused by another process)."""
     out = {}
     for path in sorted(STATE_DIR.glob("run-*.json")) if STATE_DIR.is_dir() else []:
-        _, pid, start = path.stem.split("-", 2)
+        _, pid, start = [*path.stem.split("-", 2), "", ""][:3]
+        if not pid.isdigit():
+            continue  # not a file of the lab's naming: not ours to judge
         if started(int(pid)) != start:
             out[path] = _read(path)
     return out
@@ -91,13 +94,16 @@ def sweep() -> list[str]:
 def undo(info: dict) -> str:
     kind = info.get("kind")
     if kind == "namespace":
-        killed = kill_namespace(str(info.get("mntns", "")))
         workdir = str(info.get("workdir", ""))
-        if not workdir.startswith("/tmp/nsslab-"):  # only ever the lab's own
-            return f"{killed} process(es) killed, {workdir} left alone (not a workdir of the lab's)"
+        if not labs_workdir(workdir):  # only ever the lab's own
+            return f"{workdir} left alone (not a workdir of the lab's)"
+        killed = kill_namespace(str(info.get("mntns", "")), workdir)
         shutil.rmtree(workdir, ignore_errors=True)
         return f"{killed} process(es) killed, {workdir} removed"
     if kind == "remote":
+        staging = str(info.get("staging", ""))
+        if labs_workdir(staging):
+            shutil.rmtree(staging, ignore_errors=True)
         return f"{info.get('workdir')} is left on {info.get('target')}: remove it there (not reached)"
     if kind == "ssh-master":
         tool("ssh", "-o", f"ControlPath={info.get('control')}", "-O", "exit", str(info.get("host")))
@@ -117,11 +123,23 @@ def undo(info: dict) -> str:
     return "unknown record, left alone"
 
 
-def kill_namespace(mntns: str) -> int:
-    """SIGKILLs every process in the mount namespace MNTNS; waits (bounded) for them to go."""
+def labs_workdir(path: str) -> bool:
+    """PATH is a workdir the overlay made: nsslab-* directly in the temp dir, no way around it."""
+    p = Path(path)
+    return (
+        bool(path)
+        and p.name.startswith("nsslab-")
+        and p.resolve().parent == Path(tempfile.gettempdir()).resolve()
+    )
+
+
+def kill_namespace(mntns: str, workdir: str) -> int:
+    """SIGKILLs every process of the dead run's namespace MNTNS, and waits (bounded) for them
+    to go. A namespace's number is reused once it is freed, so a process counts only when its
+    mount table also shows the run's workdir (the overlay's binds are under it)."""
     if not mntns.startswith("mnt:["):
         return 0
-    found = [pid for pid in _pids() if _ns(pid) == mntns]
+    found = [pid for pid in _pids() if _ns(pid) == mntns and workdir in _mountinfo(pid)]
     for pid in found:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -131,6 +149,13 @@ def kill_namespace(mntns: str) -> int:
     while any(_ns(pid) == mntns for pid in found) and time.monotonic() < deadline:
         time.sleep(0.05)
     return len(found)
+
+
+def _mountinfo(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/mountinfo").read_text()
+    except OSError:
+        return ""
 
 
 def _pids() -> list[int]:

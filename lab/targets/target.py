@@ -97,11 +97,11 @@ class Target:
     def uninstall(self) -> None:
         """Removes what install() did; safe to call twice. The services' records stay (the
         report reads how each ended)."""
-        if self.installed:
-            services.stop(self.installed.services)  # SIGTERM first: a daemon may clean up after itself
-            self.ended = self.installed.services
+        installed, self.installed = self.installed, None  # from here no command enters (see wrap)
+        if installed:
+            services.stop(installed.services)  # SIGTERM first: a daemon may clean up after itself
+            self.ended = installed.services
         self.installer.uninstall()
-        self.installed = None
 
     def close(self) -> None:
         """Ends the target itself once every module has run (a VM is destroyed)."""
@@ -112,9 +112,16 @@ class Target:
             self.provisioner.close()
 
     def wrap(self, argv: list[str], tty: bool = False) -> list[str]:
-        """The local command that runs ARGV as root inside the target (on a terminal with TTY)."""
-        assert self.installed, "install() first"
-        return self.installed.transport.wrap(argv, tty)
+        """The local command that runs ARGV as root inside the target (on a terminal with TTY).
+        Refused once uninstall() began: a check still running beside an interrupted run must
+        not start a process the teardown has already swept past."""
+        return self._installed().transport.wrap(argv, tty)
+
+    def _installed(self) -> Installed:
+        installed = self.installed
+        if installed is None:
+            raise LabError(f"{self.name}: nothing installed (the module's run is over)")
+        return installed
 
     @property
     def services(self) -> list[dict]:
@@ -128,8 +135,7 @@ class Target:
 
     @property
     def module_path(self) -> str:
-        assert self.installed, "install() first"
-        return self.installed.module_path
+        return self._installed().module_path
 
     @property
     def library_dir(self) -> str:
@@ -138,8 +144,7 @@ class Target:
     @property
     def workdir(self) -> str:
         """A directory inside the target, readable by every user, for the lab's files."""
-        assert self.installed, "install() first"
-        return self.installed.workdir
+        return self._installed().workdir
 
     # ---- built on wrap()
 

@@ -31,9 +31,22 @@ def lab_processes() -> list[str]:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if any(k in cmd for k in ("/probe ", "nsenter --mount", "unshare --mount", "nsslab-")):
+        if any(k in cmd for k in ("/probe ", "nsenter --target", "unshare --mount", "nsslab-")):
             found.append(cmd)
     return found
+
+
+def in_lab_namespaces() -> list[str]:
+    """Every process whose mount table has one of the lab's overlays: a holder (just `cat`)
+    or anything left inside a namespace, which the host's own /proc/mounts never shows."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if " - overlay nsslab " in Path(f"/proc/{pid}/mountinfo").read_text():
+                found.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            continue
+    return sorted(found)
 
 
 def snapshot() -> dict:
@@ -46,6 +59,7 @@ def snapshot() -> dict:
         "home": sorted(os.listdir("/home")),
         "mounts": Path("/proc/mounts").read_text().count("nsslab"),
         "processes": lab_processes(),
+        "in lab namespaces": in_lab_namespaces(),
         "tmp": sorted(p for p in os.listdir("/tmp") if p.startswith("nsslab-")),
     }
 

@@ -29,6 +29,17 @@ def test_the_sweep_removes_only_the_labs_own_workdirs(tmp_path, monkeypatch):
         json.dumps({"ns": {"kind": "namespace", "mntns": "not-a-namespace", "workdir": str(elsewhere)}})
     )
     said = state.sweep()
-    assert said == [f"ns: 0 process(es) killed, {elsewhere} left alone (not a workdir of the lab's)"]
+    assert said == [f"ns: {elsewhere} left alone (not a workdir of the lab's)"]
     assert elsewhere.exists()  # not under /tmp/nsslab-: never the sweep's to remove
     assert not list(tmp_path.glob("run-*.json"))
+
+
+def test_a_reused_namespace_number_kills_nothing(monkeypatch):
+    """A dead run's namespace number may belong to another namespace by now (the kernel reuses
+    freed ones): only processes whose mount table shows the run's workdir are the lab's."""
+    killed = []
+    monkeypatch.setattr(state.os, "kill", lambda pid, sig: killed.append(pid))
+    ours = os.readlink("/proc/self/ns/mnt")  # every process of this machine's own namespace
+    assert state.kill_namespace(ours, "/tmp/nsslab-gone-long-ago") == 0
+    assert killed == []
+    assert not state.labs_workdir("/tmp/nsslab-x/../../etc") and not state.labs_workdir("/etc/nsslab-x")
