@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import urllib.parse
+from pathlib import Path
 
 import pytest
 
@@ -118,3 +119,29 @@ def test_login_paths_leave_out_the_paths_whose_program_is_missing():
     assert ("ssh + TAB" in absent) == (
         shutil.which("sshd") is None and not os.access("/usr/sbin/sshd", os.X_OK)
     )
+
+
+def test_a_root_filesystem_tarball_is_unpacked_once_and_a_hostile_one_refused(tmp_path, monkeypatch):
+    import io
+    import tarfile
+
+    from lab import roots
+
+    monkeypatch.setattr(roots, "CACHE", tmp_path / "cache")
+
+    def tarball(name: str, members: dict[str, bytes]) -> Path:
+        path = tmp_path / name
+        with tarfile.open(path, "w") as tar:
+            for member, data in members.items():
+                info = tarfile.TarInfo(member)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return path
+
+    good = tarball("image.tar", {"bin/sh": b"#!", "etc/passwd": b"root:x:0:0::/root:/bin/sh\n"})
+    root = roots.unpack(good)
+    assert (root / "etc/passwd").read_text().startswith("root:") and roots.unpack(good) == root
+    bad = tarball("evil.tar", {"../../escaped": b"x"})
+    with pytest.raises(LabError, match="would land outside the root filesystem"):
+        roots.unpack(bad)
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "cache" / "escaped").exists()
