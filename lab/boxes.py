@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab import config
 from lab.errors import LabError
 from lab.proc import bounded_run
 
@@ -32,7 +33,6 @@ VAGRANT_HOME = Path(os.environ.get("NSSLAB_VAGRANT_HOME", "/var/lib/nsslab/vagra
 BASE = "systemd-sysv,dbus,openssh-server,sudo,linux-image-amd64,ifupdown,isc-dhcp-client,iproute2,procps"
 EXTRA = ["bash-completion", "python3", "gdb", "less"]
 DISK_GB = 4
-STEP_TIMEOUT = 1800.0  # debootstrap over a slow mirror; every step is bounded
 VAGRANT_KEY = Path("/usr/share/rubygems-integration/all/gems")  # the insecure key ships with vagrant
 
 
@@ -69,7 +69,7 @@ def box_file(platform: str) -> Path:
     return CACHE / f"{platform}.box"
 
 
-def step(what: str, argv: list[str], timeout: float = STEP_TIMEOUT) -> None:
+def step(what: str, argv: list[str], timeout: float = config.BOX_STEP) -> None:
     """Runs one build step in its own process group, bounded, showing progress."""
     print(f"  {what} …", flush=True)
     started = time.monotonic()

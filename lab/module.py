@@ -9,13 +9,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab import elf
+from lab import config, elf
 from lab.errors import LabError
 from lab.results import STATUSES
 
 DATABASES = ("passwd", "group", "shadow", "initgroups")
 LIBRARY_NAME = re.compile(r"^libnss_(?P<name>[A-Za-z0-9_]+)\.so(\.2)?$")
-BUILD_TIMEOUT = 600.0
 
 
 @dataclass(frozen=True)
@@ -287,11 +286,11 @@ def ensure_built(module: Module) -> None:
                 env=env,
                 capture_output=True,
                 text=True,
-                timeout=BUILD_TIMEOUT,
+                timeout=config.BUILD,
                 start_new_session=True,
             )
         except subprocess.TimeoutExpired:
-            raise LabError(f"{module.name}: build `{module.build}` took over {BUILD_TIMEOUT:.0f} s") from None
+            raise LabError(f"{module.name}: build `{module.build}` took over {config.BUILD:.0f} s") from None
         if done.returncode != 0:
             last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["(no output)"]
             raise LabError(f"{module.name}: build `{module.build}` failed: {last[0]}")

@@ -17,11 +17,10 @@ import subprocess
 import time
 from pathlib import Path
 
+from lab import config
 from lab.errors import LabError
 from lab.proc import bounded_run
 
-APT_TIMEOUT = 300.0
-UNPACK_TIMEOUT = 120.0
 # Debian 12 is merged-/usr (/lib -> usr/lib): a package's lib/ content really lives in usr/lib.
 MERGED = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
@@ -74,7 +73,7 @@ def fetch(names: list[str], log: list[str] | None = None) -> Path:
 def apt(argv: list[str], cwd: Path | None = None) -> tuple[int, str]:
     done = bounded_run(
         argv,
-        APT_TIMEOUT,
+        config.APT,
         cwd=cwd,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -136,7 +135,7 @@ def unpack(debs: list[Path], tree: Path) -> None:
     for deb in debs:
         done = bounded_run(
             ["dpkg-deb", "-x", str(deb), str(tree)],
-            UNPACK_TIMEOUT,
+            config.UNPACK,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -37,7 +37,7 @@ from lab.install import nsswitch
 from lab.module import Module
 from lab.proc import bounded_run, kill_group
 from lab.targets import state
-from lab.targets.transport import Enter, Transport
+from lab.targets.transport import Chroot, Enter, Transport
 
 q = shlex.quote
 
@@ -160,10 +160,9 @@ class Overlay:
         homes = [u.home for u in module.users if u.home.startswith("/")]
         paths = ["/etc/nsswitch.conf", *module.files, *module.state, *TREE_DIRS, *homes]
         argv = [self.python, "-I", "-S", "-c", FACTS, json.dumps(paths)]
-        if self.root:
-            argv = ["chroot", str(self.root), *argv]
+        machine = Chroot(self.root) if self.root else self.via  # no namespace exists yet
         done = bounded_run(
-            self.via.wrap(argv), config.REMOTE_CALL, "asking the target what it has",
+            machine.wrap(argv), config.REMOTE_CALL, "asking the target what it has",
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
