@@ -1,9 +1,10 @@
-"""The one result type every reader uses: the table, JSON, JUnit, evidence files (and the
-pytest plugin and HTML report to come). A check returns a CheckResult; the runner adds its
-id and time. Statuses and their order live here and nowhere else."""
+"""The one result model every reader uses: the table, JSON, JUnit, HTML, evidence files and
+the pytest plugin. A check returns a CheckResult; the session adds its id and time; a
+ModuleReport is one module on one target. Statuses and their order live here and nowhere else."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,3 +88,39 @@ class CheckResult:
             "reproduce": self.reproduce,
             "control": self.control,
         }
+
+
+@dataclass
+class ModuleReport:
+    name: str
+    library: str
+    target: str
+    checks: list[CheckResult] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+    expect: dict[str, str] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)  # wall clock: matrix runs overlap
+    # the module's [[services]] as run in the target: name, pid, ready_seconds, exit, log tail
+    services: list[dict] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        if self.error:
+            return "error"
+        return worst(c.status for c in self.checks)
+
+    @property
+    def passed(self) -> bool:
+        return not self.error and all(c.status in OK for c in self.checks)
+
+    def unexpected(self) -> list[str]:
+        """Where the verdicts differ from the manifest's [expect]; unlisted checks must pass or skip."""
+        if self.error:
+            return [f"error: {self.error}"]
+        out = []
+        for c in self.checks:
+            want = self.expect.get(c.id)
+            if (want and c.status != want) or (not want and c.status not in ("pass", "skip")):
+                out.append(f"{c.id} {c.status}, expected {want or 'pass'}")
+        ran = {c.id for c in self.checks}
+        return out + [f"{k} did not run, expected {v}" for k, v in self.expect.items() if k not in ran]

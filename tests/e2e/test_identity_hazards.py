@@ -13,7 +13,7 @@ from elftools.elf.elffile import ELFFile
 from lab import elf
 from lab.checks import Context
 from lab.module import ensure_built, load
-from lab.runner import run_check
+from lab.session import run_check
 from lab.targets.sandbox import Sandbox
 from tests.conftest import MODULES, checks
 
