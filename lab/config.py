@@ -24,7 +24,7 @@ BUILD = _bound("BUILD_TIMEOUT", 600.0)  # make / go build of a module
 BOX_STEP = _bound("BOX_STEP_TIMEOUT", 1800.0)  # debootstrap over a slow mirror
 APT = _bound("APT_TIMEOUT", 300.0)
 UNPACK = _bound("UNPACK_TIMEOUT", 120.0)
-# Checks of one module run side by side (see lab.runner.side_by_side). Most of a check's time
+# Checks of one module run side by side (see lab.session.ModuleSession.run). Most of a check's time
 # is waiting (a stillness window, a slow module's answer, a 2 s thread run), so 6 lanes on 2
 # cores: measured here, clab 7.4 -> 2.9 s, golab 17.9 -> 6.9 s, slowlab 202 -> 40 s, same verdicts.
 CHECK_LANES = int(os.environ.get("NSSLAB_CHECK_LANES", "6"))

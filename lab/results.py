@@ -73,6 +73,12 @@ class CheckResult:
             if value
         ]
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckResult:
+        """as_dict() read back (what a pytest-xdist worker sends its controller)."""
+        derived = ("cause", "severity")  # computed from the others
+        return cls(**{k: v for k, v in data.items() if k not in derived})
+
     def as_dict(self) -> dict[str, Any]:
         """The documented JSON keys (id … details), then the ones added with the result model."""
         return {

@@ -6,8 +6,9 @@ what already ran is kept, only the install is redone."""
 
 from __future__ import annotations
 
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from pathlib import Path
 
 from lab import elf
@@ -39,6 +40,9 @@ class ModuleSession:
         self.results: dict[str, CheckResult] = {}
         self.ctx: Context | None = None
         self.opened_at: float | None = None
+        self.pool: ThreadPoolExecutor | None = None
+        self.pending: dict[str, Future[CheckResult]] = {}
+        self.lock = threading.Lock()  # results arrive from the pool's threads
 
     @property
     def target(self) -> Target:
@@ -68,6 +72,7 @@ class ModuleSession:
             return False
         if self.ctx is None:
             self.ctx = Context(target, module, elf.inspect(module.library), step_timeout=self.step_timeout)
+        self.ctx.target = target  # a target closed in between (a VM destroyed) is made again
         for check_id in GATES:
             if check_id not in self.results:
                 self.keep_result(run_check(check_id, self.ctx, self.gates()))
@@ -91,30 +96,69 @@ class ModuleSession:
         return [self.results[g] for g in GATES if g in self.results]
 
     def keep_result(self, result: CheckResult) -> None:
-        self.results[result.id] = result
-        self.report.checks = [self.results[c] for c in ORDER if c in self.results]
+        with self.lock:
+            self.results[result.id] = result
+            self.report.checks = [self.results[c] for c in ORDER if c in self.results]
 
-    def run(self, ids: list[str], lanes: int = 0) -> list[CheckResult]:
-        """The results of the checks IDS, in that order: those not run yet run now, up to
-        LANES at once (0: as many as the target allows)."""
+    def start(self, ids: list[str], lanes: int = 0) -> None:
+        """Starts the checks IDS not run or running yet, up to LANES at once (0: as many as the
+        target allows), the longest first so the lanes end together; result() waits for one."""
         unknown = [c for c in ids if c not in REGISTRY]
         if unknown:
             raise LabError(f"unknown checks {unknown}; known: {', '.join(ORDER)}")
         if not self.open():
-            return [CheckResult("error", self.report.error or "", id=c) for c in ids]
-        todo = [c for c in ids if c not in self.results]
-        lanes = min(lanes, self.target.lanes) if lanes else self.target.lanes
-        for result in side_by_side(todo, self.ctx, self.gates(), lanes):
-            self.keep_result(result)
-        return [self.results[c] for c in ids]
+            return
+        todo = [c for c in ids if c not in self.results and c not in self.pending]
+        if self.pool is None:
+            lanes = min(lanes, self.target.lanes) if lanes else self.target.lanes
+            self.pool = ThreadPoolExecutor(max_workers=max(1, lanes), thread_name_prefix="check")
+        gates = self.gates()
+        for c in sorted(todo, key=LONGEST_FIRST.get):
+            self.pending[c] = self.pool.submit(self.run_one, c, gates)
 
-    def check(self, check_id: str) -> CheckResult:
-        return self.run([check_id], 1)[0]
+    def run_one(self, check_id: str, gates: list[CheckResult]) -> CheckResult:
+        result = run_check(check_id, self.ctx, gates)
+        self.keep_result(result)
+        return result
+
+    def result(self, check_id: str) -> CheckResult:
+        """CHECK_ID's result: run now unless start() began it (each check is bounded itself)."""
+        if check_id not in self.results and check_id not in self.pending:
+            self.start([check_id])
+        if self.report.error:
+            return CheckResult("error", self.report.error, id=check_id)
+        future = self.pending.get(check_id)
+        if future is None:
+            return self.results[check_id]
+        try:
+            return future.result()
+        except CancelledError:
+            return CheckResult("error", "the module's run ended before this check ran", id=check_id)
+
+    def wait(self) -> None:
+        """Lets the checks started finish (before another module takes the target)."""
+        for check_id in list(self.pending):
+            self.result(check_id)
+
+    def run(self, ids: list[str], lanes: int = 0) -> list[CheckResult]:
+        """The results of the checks IDS, in that order, run side by side (see start()).
+
+        Checks cannot disturb each other's verdicts: each runs its own probe processes (their
+        scratch files are unique), claims a hang only from stillness plus the kind of wait (a
+        starved process is runnable, never still), and a timing claim carries its own control
+        measured in the same conditions."""
+        self.start(ids, lanes)
+        return [self.result(c) for c in ids]
 
     def close(self) -> None:
-        """Uninstalls (safe to call twice); the services' records go into the report."""
+        """Uninstalls (safe to call twice); the services' records go into the report. Checks
+        still running (Ctrl-C) end with the install: their next command is refused."""
         if self.ctx is None:
             return
+        if self.pool:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+        self.pending = {c: f for c, f in self.pending.items() if f.done() and not f.cancelled()}
         target = self.ctx.target
         try:
             target.uninstall()
@@ -123,24 +167,6 @@ class ModuleSession:
             if self.opened_at is not None:
                 self.report.seconds += time.monotonic() - self.opened_at
                 self.opened_at = None
-
-
-def side_by_side(ids: list[str], ctx: Context, gates: list[CheckResult], lanes: int) -> list[CheckResult]:
-    """Runs the checks IDS, up to LANES at once, and returns their results in IDS' order.
-
-    Checks cannot disturb each other's verdicts: each runs its own probe processes (their
-    scratch files are unique), claims a hang only from stillness plus the kind of wait (a
-    starved process is runnable, never still), and a timing claim carries its own control
-    measured in the same conditions. The longest start first, so the lanes end together."""
-    if lanes <= 1 or len(ids) <= 1:
-        return [run_check(c, ctx, gates) for c in ids]
-    pool = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="check")
-    try:
-        futures = {c: pool.submit(run_check, c, ctx, gates) for c in sorted(ids, key=LONGEST_FIRST.get)}
-        return [futures[c].result() for c in ids]
-    finally:
-        # On Ctrl-C the running checks' commands end with the target (uninstall kills them).
-        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def run_check(check_id: str, ctx: Context, done: list[CheckResult]) -> CheckResult:

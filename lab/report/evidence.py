@@ -6,22 +6,24 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from lab.results import CheckResult
-from lab.runner import ModuleReport
+from lab.results import CheckResult, ModuleReport
 
 
 def write_evidence(report: ModuleReport, directory: Path) -> list[Path]:
     """Writes DIRECTORY/<module>/<check>.txt for each check with evidence, and each
     finding's reproducer scripts beside it (a VM's under DIRECTORY/<module>/<target>/, so a
     matrix run keeps every platform's); records the paths in the results."""
-    written = []
+    return [path for c in report.checks for path in write_check(report, c, directory)]
+
+
+def write_check(report: ModuleReport, c: CheckResult, directory: Path) -> list[Path]:
+    """One check's evidence file and reproducer scripts (the pytest plugin writes them as
+    each item ends, so its failure text names files that exist)."""
     where = directory / safe(report.name)
     if report.target != "sandbox":
         where /= safe(report.target)
-    for c in report.checks:
-        written += write_scripts(c, where)
-        if not c.evidence:
-            continue
+    written = write_scripts(c, where)
+    if c.evidence and "file" not in c.evidence:
         path = where / f"{safe(c.id)}.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(render(report, c))
