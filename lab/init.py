@@ -23,7 +23,7 @@ from lab import elf
 from lab.checks.base import Context, answers, judge
 from lab.errors import CommandTimeout, LabError
 from lab.module import LIBRARY_NAME, Group, Module, User, load
-from lab.targets import close_all, get_target, shown
+from lab.targets import close_all, expand, get_target, shown
 
 # ---------------------------------------------------------------- a small TOML writer
 # tomllib only reads. What init writes comes from a module's answers (a gecos with quotes,
@@ -305,7 +305,8 @@ def init_module(
         raise LabError(f"{output} exists; --force overwrites it")
     if not output.parent.is_dir():
         raise LabError(f"{output.parent}: no such directory")
-    present = elf.inspect(library).entry_points(name)  # one line when it is no ELF file
+    info = elf.inspect(library)  # one line when it is no ELF file
+    present = info.entry_points(name)
     databases = elf.served_databases(library, name)
     if not databases:
         raise LabError(f"{library}: exports no _nss_{name}_* entry point glibc would call")
@@ -316,13 +317,21 @@ def init_module(
     module = Module(
         name=name, library=library.absolute(), databases=databases, files=parse_files(files or [])
     )
+    machines = expand(target_spec)  # `rootfs` is three roots; init asks one machine
+    if len(machines) != 1:
+        example = f", e.g. {machines[0]}" if machines else ""
+        raise LabError(f"--target {target_spec} names {len(machines)} machines; init asks one{example}")
     try:
         target = get_target(target_spec)
         target.install(module)
         try:
-            found = ask(Context(target, module, elf.inspect(library), step_timeout=step_timeout), present)
+            found = ask(Context(target, module, info, step_timeout=step_timeout), present)
         finally:
             target.uninstall()
+    except LabError:
+        raise
+    except Exception as e:  # a lab bug is one line too, as run_module makes it
+        raise LabError(f"{name}: internal error: {type(e).__name__}: {e}") from None
     finally:
         for error in close_all():
             print(f"nsslab: could not remove {error}", file=sys.stderr)
