@@ -116,6 +116,19 @@ def command(argv: list[str] | None) -> int:
     roots_cmd.add_argument("action", choices=["build"])
     roots_cmd.add_argument("platforms", nargs="*", help=f"default: all; known: {', '.join(PLATFORMS)}")
     roots_cmd.add_argument("--force", action="store_true", help="rebuild even when a built root exists")
+    init = sub.add_parser("init", help="write a first module.toml for a library from what it answers")
+    init.add_argument("library", type=Path, help="a libnss_<name>.so.2")
+    init.add_argument("--output", type=Path, help="where to write (default: module.toml next to the library)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing manifest")
+    init.add_argument("--target", default="sandbox", help="where to ask the module (default: sandbox)")
+    init.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        metavar="TARGET=SOURCE",
+        help="a file the module reads, installed while it is asked and written into [files] (repeatable)",
+    )
+    init.add_argument("--step-timeout", type=float, default=20.0, help="bound per listing (default 20)")
     reproduce = sub.add_parser("reproduce", help="replay a known incident step by step")
     reproduce.add_argument("incident", choices=["stns"], help="stns: the libnss_stns bash freeze")
     reproduce.add_argument("--step-timeout", type=float, default=20.0, help="bound per step (default 20)")
@@ -150,6 +163,10 @@ def command(argv: list[str] | None) -> int:
         from lab.report.inspect import inspect_library
 
         return inspect_library(args.library, args.json)
+    if args.command == "init":
+        from lab.init import init_module
+
+        return init_module(args.library, args.output, args.force, args.target, args.file, args.step_timeout)
     if args.command == "reproduce":
         from lab.reproduce import reproduce_stns
 
