@@ -299,3 +299,10 @@ def test_text_from_the_module_is_escaped(driver, tmp_path):
     assert row.find_element("css selector", ".reason").text == "<script>document.title='owned'</script>"
     assert row.find_element("css selector", ".impact").text == '"><img src=x>'
     assert driver.find_element("css selector", "section.module").get_attribute("data-module") == "evil<b>"
+
+
+@pytest.mark.parametrize(("name", "package"), [("CHROMIUM", "chromium"), ("CHROMEDRIVER", "chromium-driver")])
+def test_a_missing_browser_fails_and_names_its_package(monkeypatch, tmp_path, name, package):
+    monkeypatch.setattr(f"tests.browser.{name}", tmp_path / "absent")
+    with pytest.raises(pytest.fail.Exception, match=f"install the Debian package {package} "), chromium():
+        pass
