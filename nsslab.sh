@@ -17,6 +17,9 @@ cd "$(dirname "$(readlink -f "$0")")"
 PACKAGES=(golang-go gcc make libc6-dev bash bash-completion python3 python3-venv util-linux mount procps gdb libc6-dbg strace debootstrap openssh-client)
 # Only for VM targets: Vagrant with libvirt, qemu (KVM or TCG) and the offline box builder.
 VM_PACKAGES=(vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base e2fsprogs)
+# Only for the test suite: the HTML report tests open the page in a real headless browser, and
+# Selenium is given Debian's driver so it never downloads one (a run of the lab needs neither).
+TEST_PACKAGES=(chromium chromium-driver)
 
 log() { printf 'nsslab.sh: %s\n' "$*" >&2; }
 
@@ -48,6 +51,7 @@ install_venv() {
 command=${1:-run}
 [ $# -gt 0 ] && shift
 case "$command" in test|test-vm|box) PACKAGES+=("${VM_PACKAGES[@]}") ;; esac
+case "$command" in test) PACKAGES+=("${TEST_PACKAGES[@]}") ;; esac
 install_packages
 install_venv
 export GOPROXY=off HOME=${HOME:-/root}  # the sample Go module needs nothing from the network

@@ -29,6 +29,7 @@ from lab.checks import ORDER, REGISTRY
 from lab.errors import LabError
 from lab.forensics import CAUSES, OBSERVED
 from lab.report.evidence import write_evidence
+from lab.report.html import write_html
 from lab.report.machine import write_json, write_junit
 from lab.report.table import render
 from lab.runner import ModuleReport, run_matrix
@@ -80,6 +81,7 @@ def command(argv: list[str] | None) -> int:
     run.add_argument("--keep", action="store_true", help="leave the VMs up afterwards (vagrant targets)")
     run.add_argument("--json", type=Path, help="write the verdicts as JSON to this file")
     run.add_argument("--junit", type=Path, help="write the verdicts as JUnit XML to this file")
+    run.add_argument("--html", type=Path, help="write a self-contained HTML report to this file")
     run.add_argument("--check", action="append", choices=ORDER, help="run only this check (repeatable)")
     run.add_argument(
         "--expect",
@@ -197,6 +199,8 @@ def command(argv: list[str] | None) -> int:
         write_json(reports, args.json)
     if args.junit:
         write_junit(reports, args.junit)
+    if args.html:
+        write_html(reports, args.html)
     failed = [r.name for r in reports if not r.passed]
     print(
         f"{len(reports) - len(failed)} of {len(reports)} modules passed"
