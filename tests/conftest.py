@@ -7,6 +7,7 @@ import pytest
 
 from lab.runner import ModuleReport, run_module
 
+pytest_plugins = ["pytester"]  # tests/e2e/test_plugin.py runs the plugin as an author would
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = ROOT / "nss_modules"
 

@@ -1,0 +1,214 @@
+"""The pytest plugin as a module author meets it: `pytest module.toml` in a fresh directory
+(pytester, a real pytest process with the plugin loaded from its entry point), both ways: a
+good module's items pass, a planted one's fail with its cause, and nothing is left running."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from tests.conftest import MODULES
+from tests.e2e.test_sandbox_hygiene import snapshot
+
+pytestmark = pytest.mark.sandbox
+BOUND = 300  # seconds for one pytest run in the subprocess
+
+
+def run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict[str, dict]]:
+    """pytest ARGS in the pytester directory; the result and the JUnit testcases by name."""
+    junit = pytester.path / "junit.xml"
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", f"--junitxml={junit}", *args, timeout=BOUND
+    )  # fmt: skip
+    cases = {}
+    if junit.exists():
+        for case in ET.parse(junit).iter("testcase"):
+            props = {p.get("name"): p.get("value") for p in case.iter("property")}
+            said = [child.tag for child in case if child.tag in ("failure", "skipped", "error")]
+            outcome = said[0] if said else "passed"
+            text = "".join(child.get("message", "") + (child.text or "") for child in case)
+            cases[case.get("name")] = props | {"outcome": outcome, "text": text}
+    return result, cases
+
+
+def test_a_good_module_passes_as_items_named_by_check(pytester):
+    before = snapshot()
+    result, cases = run(pytester, str(MODULES / "clab" / "module.toml"), "-v")
+    assert result.ret == 0, result.stdout.str()[-3000:]
+    assert "module.toml::clab::lookup PASSED" in result.stdout.str()
+    assert len(cases) == 22
+    failed = {n: c for n, c in cases.items() if c["outcome"] in ("failure", "error")}
+    assert failed == {}
+    # a skip is the check's own skip, said in JUnit: a Go-only check on C code, a whole-system one here
+    skipped = {n for n, c in cases.items() if c["outcome"] == "skipped"}
+    assert skipped == {"go-runtime", "hazards", "login-paths"}
+    assert cases["lookup"]["status"] == "pass" and cases["lookup"]["target"] == "sandbox"
+    assert snapshot() == before
+
+
+def test_a_planted_module_fails_with_its_cause(pytester):
+    result, cases = run(pytester, str(MODULES / "golab" / "module.toml"), "--nss-ignore-expect")
+    assert result.ret == 1
+    failed = {n for n, c in cases.items() if c["outcome"] == "failure"}
+    assert failed == {"fork-child", "setxid", "tab-completion"}
+    fork = cases["fork-child"]
+    assert fork["status"] == "hang" and fork["cause"] == "go-runtime-after-fork"
+    # the failure text carries the reason, the claims and the proof, not just a status
+    assert "reason: " in fork["text"] and "runtime.futex" in fork["text"] and "reproduce: " in fork["text"]
+    assert cases["setxid"]["status"] == "crash" and cases["setxid"]["cause"] == "setxid-abort"
+    evidence = re.search(r"evidence: (\S+fork-child\.txt)", fork["text"])
+    assert evidence and Path(pytester.path / evidence[1]).exists()  # the file it names was written
+    assert cases["lookup"]["outcome"] == "passed"
+
+
+def test_the_manifests_expect_turns_known_findings_into_xfails_and_a_change_into_a_failure(pytester):
+    result, cases = run(pytester, str(MODULES / "golab" / "module.toml"), "-rx")
+    assert result.ret == 0, result.stdout.str()[-3000:]
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("xfailed") == 3 and "failed" not in outcomes
+    assert "XFAIL" in result.stdout.str() and "expected hang" in result.stdout.str()
+    # the same module with [expect] saying tab-completion passes: the hang is now a regression
+    manifest = pytester.path / "golab" / "module.toml"
+    manifest.parent.mkdir()
+    manifest.write_text(f'extends = "{MODULES / "golab" / "module.toml"}"\nname = "golab"\n'
+                        f'library = "{MODULES / "golab" / "libnss_golab.so.2"}"\n'
+                        'build = "go build -buildmode=c-shared -o libnss_golab.so.2 ."\n'
+                        '[expect]\ntab-completion = "pass"\n')  # fmt: skip
+    result, cases = run(pytester, str(manifest), "-k", "tab-completion or lookup")
+    assert result.ret == 1
+    assert set(cases) == {"lookup", "tab-completion"}  # -k: the other 20 checks did not run
+    assert "expected pass (the manifest's [expect]), got hang" in cases["tab-completion"]["text"]
+    assert cases["lookup"]["outcome"] == "passed"
+
+
+def test_author_tests_use_testinfra_and_the_lab_on_the_installed_module(pytester):
+    pytester.makepyfile(
+        test_mine="""
+        import pytest
+        from lab.errors import LabError
+
+        def test_user(nss_host):
+            assert nss_host.user("pyama").uid == 10301
+            assert nss_host.group("pepabo").gid == 2000
+            assert nss_host.run("id -un 10301").stdout.strip() == "pyama"
+            assert nss_host.file("/etc/nsswitch.conf").contains("clab")
+
+        def test_wrong_uid_fails(nss_host):
+            assert nss_host.user("pyama").uid == 1
+
+        def test_lab(nss_lab):
+            assert nss_lab.call("getpwnam", "pyama")["value"]["home"] == "/home/pyama"
+            assert nss_lab.call("getpwnam", "pyama", fork=True)["ok"]
+            assert nss_lab.check("fork-child").status == "pass"
+            with open("workdirs", "a") as f:
+                f.write(nss_lab.target.workdir + "\\n")
+        """
+    )
+    pytester.makepyfile(
+        test_zlast="""
+        def test_after_the_items(nss_lab):
+            with open("workdirs", "a") as f:
+                f.write(nss_lab.target.workdir + "\\n")
+        """
+    )
+    before = snapshot()
+    result, cases = run(
+        pytester, "test_mine.py", "--nss-module", str(MODULES / "clab"), "test_zlast.py", "-k", "not tab"
+    )
+    assert result.ret == 1  # test_wrong_uid_fails, and nothing else
+    failed = {n for n, c in cases.items() if c["outcome"] == "failure"}
+    assert failed == {"test_wrong_uid_fails[clab]"}, result.stdout.str()[-3000:]
+    assert "assert 10301 == 1" in cases["test_wrong_uid_fails[clab]"]["text"]
+    assert cases["test_user[clab]"]["outcome"] == cases["fork-child"]["outcome"] == "passed"
+    # one install served the author's tests and the check items around them
+    workdirs = (pytester.path / "workdirs").read_text().split()
+    assert len(workdirs) == 2 and workdirs[0] == workdirs[1]
+    assert snapshot() == before
+
+
+def test_a_hang_seen_from_an_author_test_is_the_labs_diagnosis(pytester):
+    pytester.makepyfile(
+        test_go="""
+        def test_forked_lookup(nss_lab):
+            call = {"fn": "getpwnam", "arg": "pyama"}
+            [result] = nss_lab.scenario([nss_lab.step("fork", [call], before=[call], fork=True, timeout=10)])
+            assert result["outcome"] == "hang"
+            assert "hang" in result
+        """
+    )
+    golab = str(MODULES / "golab")
+    result, cases = run(pytester, "test_go.py", "--nss-module", golab, "-m", "not nsslab_check")
+    assert result.ret == 0, result.stdout.str()[-3000:]
+    assert set(cases) == {"test_forked_lookup[golab]"}  # -m 'not nsslab_check' leaves the checks out
+
+
+def test_xdist_loadgroup_keeps_each_modules_checks_on_one_worker(pytester):
+    html = pytester.path / "report.html"
+    result, _ = run(
+        pytester,
+        str(MODULES / "clab" / "module.toml"),
+        str(MODULES / "golab" / "module.toml"),
+        "-n", "2", "--dist", "loadgroup", "-v", f"--html={html}",
+    )  # fmt: skip
+    assert result.ret == 0, result.stdout.str()[-3000:]
+    workers: dict[str, set[str]] = {}
+    for line in result.stdout.lines:
+        if m := re.match(r"\[(gw\d)\] .*module\.toml::(\w+)::", line):
+            workers.setdefault(m[2], set()).add(m[1])
+    assert set(workers) == {"clab", "golab"}
+    assert all(len(w) == 1 for w in workers.values()), workers
+    assert result.parseoutcomes().get("xfailed") == 3
+    # the controller's report holds both workers' verdicts
+    page = html.read_text()
+    found = re.finditer(r'<section [^>]*data-module="(\w+)"(.*?)</section>', page, re.S)
+    sections = {m[1]: m[2] for m in found}
+    assert set(sections) == {"clab", "golab"}
+    assert 'data-check="fork-child" data-status="hang"' in sections["golab"]
+    assert 'data-check="fork-child" data-status="pass"' in sections["clab"]
+    assert "golab on sandbox: crash" in result.stdout.str() and "clab on sandbox: pass" in result.stdout.str()
+
+
+def test_bad_input_is_one_line(pytester):
+    bad = pytester.path / "bad" / "module.toml"
+    bad.parent.mkdir()
+    bad.write_text('name = "bad"\nlibrary = "libnss_bad.so.2"\n[expect]\nlookup = "maybe"\n')
+    result, _ = run(pytester, str(bad))
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == 2 and "[expect] statuses must be one of" in out and "Traceback" not in out
+    result, _ = run(pytester, "--nss-target", "nowhere://x")
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == 4 and "nsslab: unknown target 'nowhere://x'" in out and "Traceback" not in out
+
+
+def test_sigterm_mid_run_leaves_nothing(pytester, tmp_path):
+    before = snapshot()
+    state = tmp_path / "state"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", str(MODULES / "slowlab" / "module.toml")],
+        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True, env=dict(os.environ, NSSLAB_STATE_DIR=str(state)),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not list(state.glob("run-*.json")):
+            time.sleep(0.2)  # until the sandbox's namespace is made
+        assert list(state.glob("run-*.json")), "the run never made its sandbox"
+        time.sleep(2)  # checks under way
+        os.kill(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    assert proc.returncode == 2, out[-2000:]  # pytest's "interrupted"
+    assert "Traceback" not in out
+    assert snapshot() == before
+    assert list(state.glob("run-*.json")) == []  # everything it made was undone
