@@ -1,6 +1,8 @@
 """nsslab: run the lab on NSS modules.
 
-    nsslab run [MODULE ...] [--json FILE] [--junit FILE] [--check ID ...] [--report-dir DIR]
+    nsslab run [MODULE ...] [--target SPEC ...] [--json FILE] [--junit FILE] [--html FILE]
+               [--check ID ...] [--report-dir DIR]
+    nsslab init LIB [--output PATH] [--file TARGET=SOURCE ...]
     nsslab inspect LIB [--json]
     nsslab box build [PLATFORM ...]
     nsslab checks
