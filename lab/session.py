@@ -10,7 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from lab import elf
+from lab import elf, progress
 from lab.checks import GATES, ORDER, REGISTRY, Context
 from lab.errors import LabError
 from lab.module import Module, User, ensure_built, load
@@ -46,6 +46,11 @@ class ModuleSession:
         return self.ctx.target
 
     @property
+    def key(self) -> str:
+        """What the progress display calls this module's work: `clab on sandbox`."""
+        return f"{self.report.name} on {self.report.target}"
+
+    @property
     def installed(self) -> bool:
         return self.ctx is not None and self.ctx.target.installed is not None
 
@@ -59,6 +64,7 @@ class ModuleSession:
         self.opened_at = time.monotonic()
         try:
             module = self.ctx.module if self.ctx else self.prepare()
+            progress.phase(self.key, "installing")
             target = get_target(self.spec, self.keep)
             target.install(module)
         except Exception as e:  # one line per module, whatever went wrong; the others still run
@@ -70,7 +76,7 @@ class ModuleSession:
             self.ctx = Context(target, module, elf.inspect(module.library), step_timeout=self.step_timeout)
         for check_id in GATES:
             if check_id not in self.results:
-                self.keep_result(run_check(check_id, self.ctx, self.gates()))
+                self.keep_result(announced(self.key, check_id, self.ctx, self.gates()))
                 loaded = check_id == "load" and self.results["load"].status == "pass"
                 if loaded and not module.has_expectations:
                     discover(self.ctx)
@@ -104,7 +110,8 @@ class ModuleSession:
             return [CheckResult("error", self.report.error or "", id=c) for c in ids]
         todo = [c for c in ids if c not in self.results]
         lanes = min(lanes, self.target.lanes) if lanes else self.target.lanes
-        for result in side_by_side(todo, self.ctx, self.gates(), lanes):
+        progress.phase(self.key, f"running {len(todo)} checks", total=len(set(self.results) | set(todo)))
+        for result in side_by_side(todo, self.ctx, self.gates(), lanes, self.key):
             self.keep_result(result)
         return [self.results[c] for c in ids]
 
@@ -114,6 +121,7 @@ class ModuleSession:
     def close(self) -> None:
         """Uninstalls (safe to call twice); the services' records go into the report."""
         if self.ctx is None:
+            progress.done(self.key, f"{self.report.verdict.upper()} ({self.report.seconds:.1f} s)")
             return
         target = self.ctx.target
         try:
@@ -123,24 +131,36 @@ class ModuleSession:
             if self.opened_at is not None:
                 self.report.seconds += time.monotonic() - self.opened_at
                 self.opened_at = None
+            progress.done(self.key, f"{self.report.verdict.upper()} ({self.report.seconds:.1f} s)")
 
 
-def side_by_side(ids: list[str], ctx: Context, gates: list[CheckResult], lanes: int) -> list[CheckResult]:
+def side_by_side(
+    ids: list[str], ctx: Context, gates: list[CheckResult], lanes: int, key: str = ""
+) -> list[CheckResult]:
     """Runs the checks IDS, up to LANES at once, and returns their results in IDS' order.
 
     Checks cannot disturb each other's verdicts: each runs its own probe processes (their
     scratch files are unique), claims a hang only from stillness plus the kind of wait (a
     starved process is runnable, never still), and a timing claim carries its own control
-    measured in the same conditions. The longest start first, so the lanes end together."""
+    measured in the same conditions. The longest start first, so the lanes end together.
+    KEY: what the progress display calls the module's work (`clab on sandbox`)."""
     if lanes <= 1 or len(ids) <= 1:
-        return [run_check(c, ctx, gates) for c in ids]
+        return [announced(key, c, ctx, gates) for c in ids]
     pool = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="check")
     try:
-        futures = {c: pool.submit(run_check, c, ctx, gates) for c in sorted(ids, key=LONGEST_FIRST.get)}
+        futures = {c: pool.submit(announced, key, c, ctx, gates) for c in sorted(ids, key=LONGEST_FIRST.get)}
         return [futures[c].result() for c in ids]
     finally:
         # On Ctrl-C the running checks' commands end with the target (uninstall kills them).
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def announced(key: str, check_id: str, ctx: Context, gates: list[CheckResult]) -> CheckResult:
+    """run_check, told to the progress display: running from when it starts, then its verdict."""
+    progress.check_started(key, check_id)
+    result = run_check(check_id, ctx, gates)
+    progress.check_done(key, result)
+    return result
 
 
 def run_check(check_id: str, ctx: Context, done: list[CheckResult]) -> CheckResult:
