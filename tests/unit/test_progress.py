@@ -210,22 +210,27 @@ def test_live_shows_the_running_checks_their_seconds_and_the_count():
     assert raw.rindex("\x1b[?25h") > raw.rindex("\x1b[?25l")  # the cursor is back
 
 
-def test_live_prints_a_table_above_its_lines_whole():
+def test_live_prints_a_table_above_its_lines_whole_and_leaves_none_of_them():
     clock = Clock()
     sink, out = live(clock, width=80)
     sink.stdout_here = True  # as when stdout is the same terminal
-    with progress.shown(sink):
-        progress.check_started(KEY, "fork-child")
+    head = "golab  [nss_modules/golab/libnss_golab.so.2]  on sandbox: HANG (30.1 s)"
+    with pytest.raises(KeyboardInterrupt), progress.shown(sink):
+        progress.check_started("golab on sandbox", "fork-child")
+        progress.check_started(KEY, "threads")
         clock.now += 2.5
         sink.tick()
-        progress.output(Text("clab  [nss_modules/clab/libnss_clab.so.2]  on sandbox: PASS (3.8 s)"))
-        during = screen(out.getvalue())
-    assert during == [
-        "clab  [nss_modules/clab/libnss_clab.so.2]  on sandbox: PASS (3.8 s)",
-        "clab on sandbox  fork-child 2.5 s",  # the line below the table, still live
-    ]
-    # transient: once over, the table alone
-    assert screen(out.getvalue()) == ["clab  [nss_modules/clab/libnss_clab.so.2]  on sandbox: PASS (3.8 s)"]
+        assert screen(out.getvalue()) == [
+            "golab on sandbox  fork-child 2.5 s",
+            "clab on sandbox  threads 2.5 s",
+        ]
+        progress.check_done("golab on sandbox", result("fork-child", "hang"))
+        progress.done("golab on sandbox", "HANG (30.1 s)")
+        progress.output(Text(head))
+        # the table whole, above the line of what still runs; none for the module done
+        assert screen(out.getvalue()) == [head, "clab on sandbox  threads 2.5 s"]
+        raise KeyboardInterrupt  # Ctrl-C with a check still running
+    assert screen(out.getvalue()) == [head]  # its line gone with the display
 
 
 def test_no_thread_is_left_after_shown_even_on_ctrl_c():
