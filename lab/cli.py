@@ -1,6 +1,6 @@
 """nsslab: run the lab on NSS modules.
 
-    nsslab run [MODULE ...] [--json FILE] [--junit FILE] [--check ID ...] [--report-dir DIR]
+    nsslab run [MODULE ...] [--json FILE] [--junit FILE] [--check ID ...] [--report-dir DIR] [--quiet]
     nsslab inspect LIB [--json]
     nsslab box build [PLATFORM ...]
     nsslab checks
@@ -13,6 +13,11 @@ With no MODULE, the built-in demo runs: golab (Go, freezes) and clab (C, passes)
 against their manifests' [expect] tables (exit 0 when golab froze and clab passed).
 Every hang or crash is diagnosed (lab.forensics): its cause is in the table, in the JSON
 ("cause", "evidence") and in an evidence file under the report directory.
+
+Progress goes to stderr, the tables to stdout: on a terminal a live line per module and
+target (the checks running and for how long, a VM booting, a root being built), gone when
+the run ends; elsewhere (a CI log) a plain line per check finished and per long step, and
+`still ...` every 30 s of a step that lasts; with --quiet none.
 """
 
 from __future__ import annotations
@@ -24,13 +29,14 @@ import sys
 import threading
 from pathlib import Path
 
+from lab import progress
 from lab.boxes import PLATFORMS
 from lab.checks import ORDER, REGISTRY
 from lab.errors import LabError
 from lab.forensics import CAUSES, OBSERVED
 from lab.report.evidence import write_evidence
 from lab.report.machine import write_json, write_junit
-from lab.report.table import render
+from lab.report.table import table
 from lab.runner import ModuleReport, run_matrix
 from lab.targets import close_all, expand, parallel, state
 
@@ -78,6 +84,13 @@ def command(argv: list[str] | None) -> int:
         " container://PID",
     )
     run.add_argument("--keep", action="store_true", help="leave the VMs up afterwards (vagrant targets)")
+    run.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="no progress and no per-module tables: only the summary lines on stdout, errors on stderr,"
+        " and the exit code (--json, --junit and the evidence files are written all the same)",
+    )
     run.add_argument("--json", type=Path, help="write the verdicts as JSON to this file")
     run.add_argument("--junit", type=Path, help="write the verdicts as JUnit XML to this file")
     run.add_argument("--check", action="append", choices=ORDER, help="run only this check (repeatable)")
@@ -141,11 +154,13 @@ def command(argv: list[str] | None) -> int:
     if args.command == "rootfs":
         from lab.roots import main as build_roots
 
-        return build_roots(args.platforms, args.force)
+        with progress.shown():
+            return build_roots(args.platforms, args.force)
     if args.command == "box":
         from lab.boxes import main as build_boxes
 
-        return build_boxes(args.platforms, args.force)
+        with progress.shown():
+            return build_boxes(args.platforms, args.force)
     if args.command == "inspect":
         from lab.report.inspect import inspect_library
 
@@ -161,21 +176,23 @@ def command(argv: list[str] | None) -> int:
         print(f"nsslab: removed what a killed run left: {line}", file=sys.stderr)
     targets = [one for spec in args.target or ["sandbox"] for one in expand(spec)]
     slots = parallel(targets)
-    if len(targets) > 1:
+    if len(targets) > 1 and not args.quiet:
         print(f"nsslab: {len(targets)} targets, {slots} at a time", flush=True)
 
     def show(report: ModuleReport) -> None:
         write_evidence(report, args.report_dir)
-        print(render(report), flush=True)
+        if not args.quiet:
+            progress.output(table(report))  # above the live lines, on a terminal
 
     errors: list[str] = []
-    try:
-        reports, errors = run_matrix(
-            modules, targets, show, slots, only=args.check, step_timeout=args.step_timeout, keep=args.keep
-        )
-    finally:
-        for error in errors + close_all():
-            print(f"nsslab: could not remove {error}", file=sys.stderr)
+    with progress.shown("quiet" if args.quiet else "auto"):
+        try:
+            reports, errors = run_matrix(
+                modules, targets, show, slots, only=args.check, step_timeout=args.step_timeout, keep=args.keep
+            )
+        finally:
+            for error in errors + close_all():
+                print(f"nsslab: could not remove {error}", file=sys.stderr)
     if args.json:
         write_json(reports, args.json)
     if args.junit:
