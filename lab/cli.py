@@ -73,7 +73,13 @@ def main(argv: list[str] | None = None) -> int:
 def command(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="nsslab", description="A test lab for glibc NSS modules.")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the checks on modules (default: the built-in demo)")
+    run = sub.add_parser(
+        "run",
+        help="run the checks on modules (default: the built-in demo)",
+        description="Runs the checks and prints a table per module on stdout. Progress goes to stderr:"
+        " a live line per module and target on a terminal, a plain line per check finished and per long"
+        " step elsewhere (CI logs), none with --quiet.",
+    )
     run.add_argument("modules", nargs="*", help="module.toml, a directory with one, or a libnss_*.so.2")
     run.add_argument(
         "--target",

@@ -293,12 +293,11 @@ class Live(Tracking):
                     line.append("  " + doing)
                 if count:
                     line.append("  " + count, style="dim")
-                line.no_wrap, line.overflow = True, "ellipsis"
                 lines.append(line)
-        return Text("\n").join(lines)
+        return Text("\n", no_wrap=True, overflow="ellipsis").join(lines)  # one row per key, cut if need be
 
     def output(self, renderable: RenderableType) -> None:
-        self.tick()  # the lines drawn under it must be today's, not the last tick's
+        self.tick()  # the lines drawn under it: as of now, not of the last tick
         if self.stdout_here:
             write(self.console, renderable)
         else:

@@ -210,6 +210,21 @@ def test_live_shows_the_running_checks_their_seconds_and_the_count():
     assert raw.rindex("\x1b[?25h") > raw.rindex("\x1b[?25l")  # the cursor is back
 
 
+def test_live_keeps_one_row_per_key_on_a_narrow_terminal():
+    clock = Clock()
+    sink, out = live(clock, width=40)
+    with progress.shown(sink):
+        for check_id in ("threads", "tab-completion", "fork-child", "keys"):
+            progress.check_started(KEY, check_id)
+        progress.phase("vagrant://debian12", "booting VM")
+        clock.now += 3
+        sink.tick()
+        assert screen(out.getvalue()) == [
+            "clab on sandbox  threads 3.0 s, tab-com…",
+            "vagrant://debian12  booting VM 3 s",
+        ]
+
+
 def test_live_prints_a_table_above_its_lines_whole_and_leaves_none_of_them():
     clock = Clock()
     sink, out = live(clock, width=80)
