@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import config
+from lab import config, progress
 from lab.errors import LabError
 from lab.proc import bounded_run
 
@@ -94,7 +94,8 @@ def build(platform: str, force: bool = False) -> Path:
         print(f"{platform}: cached box {target}")
     else:
         print(f"{platform}: building from {PLATFORMS[platform].suite} ({MIRROR})", flush=True)
-        make_box(platform, target)
+        with progress.phase(f"vagrant://{platform}", f"building box {platform}"):
+            make_box(platform, target)
     VAGRANT_HOME.mkdir(parents=True, exist_ok=True)
     for d in (VAGRANT_HOME.parent, VAGRANT_HOME):
         d.chmod(0o755)

@@ -1,7 +1,7 @@
 """nsslab: run the lab on NSS modules.
 
     nsslab run [MODULE ...] [--target SPEC ...] [--json FILE] [--junit FILE] [--html FILE]
-               [--check ID ...] [--report-dir DIR]
+               [--check ID ...] [--report-dir DIR] [--quiet]
     nsslab init LIB [--output PATH] [--file TARGET=SOURCE ...]
     nsslab inspect LIB [--json]
     nsslab box build [PLATFORM ...]
@@ -15,6 +15,11 @@ With no MODULE, the built-in demo runs: golab (Go, freezes) and clab (C, passes)
 against their manifests' [expect] tables (exit 0 when golab froze and clab passed).
 Every hang or crash is diagnosed (lab.forensics): its cause is in the table, in the JSON
 ("cause", "evidence") and in an evidence file under the report directory.
+
+Progress goes to stderr, the tables to stdout: on a terminal a live line per module and
+target (the checks running and for how long, a VM booting, a root being built), gone when
+the run ends; elsewhere (a CI log) a plain line per check finished and per long step, and
+`still ...` every 30 s of a step that lasts; with --quiet none.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import sys
 import threading
 from pathlib import Path
 
+from lab import progress
 from lab.boxes import PLATFORMS
 from lab.checks import ORDER, REGISTRY
 from lab.errors import LabError
@@ -33,7 +39,7 @@ from lab.forensics import CAUSES, OBSERVED
 from lab.report.evidence import write_evidence
 from lab.report.html import write_html
 from lab.report.machine import write_json, write_junit
-from lab.report.table import render
+from lab.report.table import table
 from lab.runner import ModuleReport, run_matrix
 from lab.targets import close_all, expand, parallel, state
 
@@ -70,7 +76,13 @@ def main(argv: list[str] | None = None) -> int:
 def command(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="nsslab", description="A test lab for glibc NSS modules.")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the checks on modules (default: the built-in demo)")
+    run = sub.add_parser(
+        "run",
+        help="run the checks on modules (default: the built-in demo)",
+        description="Runs the checks and prints a table per module on stdout. Progress goes to stderr:"
+        " a live line per module and target on a terminal, a plain line per check finished and per long"
+        " step elsewhere (CI logs), none with --quiet.",
+    )
     run.add_argument("modules", nargs="*", help="module.toml, a directory with one, or a libnss_*.so.2")
     run.add_argument(
         "--target",
@@ -81,6 +93,13 @@ def command(argv: list[str] | None) -> int:
         " container://PID",
     )
     run.add_argument("--keep", action="store_true", help="leave the VMs up afterwards (vagrant targets)")
+    run.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="no progress and no per-module tables: only the summary lines on stdout, errors on stderr,"
+        " and the exit code (--json, --junit and the evidence files are written all the same)",
+    )
     run.add_argument("--json", type=Path, help="write the verdicts as JSON to this file")
     run.add_argument("--junit", type=Path, help="write the verdicts as JUnit XML to this file")
     run.add_argument("--html", type=Path, help="write a self-contained HTML report to this file")
@@ -158,11 +177,13 @@ def command(argv: list[str] | None) -> int:
     if args.command == "rootfs":
         from lab.roots import main as build_roots
 
-        return build_roots(args.platforms, args.force)
+        with progress.shown():
+            return build_roots(args.platforms, args.force)
     if args.command == "box":
         from lab.boxes import main as build_boxes
 
-        return build_boxes(args.platforms, args.force)
+        with progress.shown():
+            return build_boxes(args.platforms, args.force)
     if args.command == "inspect":
         from lab.report.inspect import inspect_library
 
@@ -182,21 +203,23 @@ def command(argv: list[str] | None) -> int:
         print(f"nsslab: removed what a killed run left: {line}", file=sys.stderr)
     targets = [one for spec in args.target or ["sandbox"] for one in expand(spec)]
     slots = parallel(targets)
-    if len(targets) > 1:
+    if len(targets) > 1 and not args.quiet:
         print(f"nsslab: {len(targets)} targets, {slots} at a time", flush=True)
 
     def show(report: ModuleReport) -> None:
         write_evidence(report, args.report_dir)
-        print(render(report), flush=True)
+        if not args.quiet:
+            progress.output(table(report))  # above the live lines, on a terminal
 
     errors: list[str] = []
-    try:
-        reports, errors = run_matrix(
-            modules, targets, show, slots, only=args.check, step_timeout=args.step_timeout, keep=args.keep
-        )
-    finally:
-        for error in errors + close_all():
-            print(f"nsslab: could not remove {error}", file=sys.stderr)
+    with progress.shown("quiet" if args.quiet else "auto"):
+        try:
+            reports, errors = run_matrix(
+                modules, targets, show, slots, only=args.check, step_timeout=args.step_timeout, keep=args.keep
+            )
+        finally:
+            for error in errors + close_all():
+                print(f"nsslab: could not remove {error}", file=sys.stderr)
     if args.json:
         write_json(reports, args.json)
     if args.junit:

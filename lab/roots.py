@@ -15,7 +15,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from lab import boxes
+from lab import boxes, progress
 from lab.errors import LabError
 
 CACHE = boxes.CACHE.parent / "rootfs"
@@ -44,7 +44,8 @@ def build(platform: str, force: bool = False) -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        boxes.debootstrap(platform, partial, INCLUDE)
+        with progress.phase(f"rootfs://{platform}", f"debootstrapping {platform}"):
+            boxes.debootstrap(platform, partial, INCLUDE)
         (partial / "etc/hostname").write_text(f"{platform}\n")
         (partial / READY).write_text(f"{platform} {boxes.PLATFORMS[platform].glibc}\n")
         shutil.rmtree(root, ignore_errors=True)

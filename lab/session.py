@@ -11,7 +11,7 @@ import time
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from pathlib import Path
 
-from lab import elf
+from lab import elf, progress
 from lab.checks import GATES, ORDER, REGISTRY, Context
 from lab.errors import LabError
 from lab.module import Module, User, ensure_built, load
@@ -50,6 +50,11 @@ class ModuleSession:
         return self.ctx.target
 
     @property
+    def key(self) -> str:
+        """What the progress display calls this module's work: `clab on sandbox`."""
+        return f"{self.report.name} on {self.report.target}"
+
+    @property
     def installed(self) -> bool:
         return self.ctx is not None and self.ctx.target.installed is not None
 
@@ -63,6 +68,7 @@ class ModuleSession:
         self.opened_at = time.monotonic()
         try:
             module = self.ctx.module if self.ctx else self.prepare()
+            progress.phase(self.key, "installing")
             target = get_target(self.spec, self.keep)
             target.install(module)
         except Exception as e:  # one line per module, whatever went wrong; the others still run
@@ -75,7 +81,7 @@ class ModuleSession:
         self.ctx.target = target  # a target closed in between (a VM destroyed) is made again
         for check_id in GATES:
             if check_id not in self.results:
-                self.keep_result(run_check(check_id, self.ctx, self.gates()))
+                self.keep_result(announced(self.key, check_id, self.ctx, self.gates()))
                 loaded = check_id == "load" and self.results["load"].status == "pass"
                 if loaded and not module.has_expectations:
                     discover(self.ctx)
@@ -113,11 +119,14 @@ class ModuleSession:
             lanes = min(lanes, self.target.lanes) if lanes else self.target.lanes
             self.pool = ThreadPoolExecutor(max_workers=max(1, lanes), thread_name_prefix="check")
         gates = self.gates()
+        if todo:
+            total = len(set(self.results) | set(self.pending) | set(todo))
+            progress.phase(self.key, f"running {len(todo)} checks", total=total)
         for c in sorted(todo, key=LONGEST_FIRST.get):
             self.pending[c] = self.pool.submit(self.run_one, c, gates)
 
     def run_one(self, check_id: str, gates: list[CheckResult]) -> CheckResult:
-        result = run_check(check_id, self.ctx, gates)
+        result = announced(self.key, check_id, self.ctx, gates)
         self.keep_result(result)
         return result
 
@@ -154,6 +163,7 @@ class ModuleSession:
         """Uninstalls (safe to call twice); the services' records go into the report. Checks
         still running (Ctrl-C) end with the install: their next command is refused."""
         if self.ctx is None:
+            progress.done(self.key, f"{self.report.verdict.upper()} ({self.report.seconds:.1f} s)")
             return
         if self.pool:
             self.pool.shutdown(wait=False, cancel_futures=True)
@@ -167,6 +177,15 @@ class ModuleSession:
             if self.opened_at is not None:
                 self.report.seconds += time.monotonic() - self.opened_at
                 self.opened_at = None
+            progress.done(self.key, f"{self.report.verdict.upper()} ({self.report.seconds:.1f} s)")
+
+
+def announced(key: str, check_id: str, ctx: Context, gates: list[CheckResult]) -> CheckResult:
+    """run_check, told to the progress display: running from when it starts, then its verdict."""
+    progress.check_started(key, check_id)
+    result = run_check(check_id, ctx, gates)
+    progress.check_done(key, result)
+    return result
 
 
 def run_check(check_id: str, ctx: Context, done: list[CheckResult]) -> CheckResult:

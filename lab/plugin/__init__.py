@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from lab import progress
 from lab.checks import ORDER
 from lab.errors import LabError
 from lab.module import load
@@ -196,11 +197,22 @@ class Recorder:
             self.payloads.append(payload)
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Long target steps (a VM booting, a root being built) as lines between pytest's own,
+    unless -q: the items say each check themselves. xdist workers' output is not shown."""
+    config = session.config
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter and config.get_verbosity() >= 0 and not hasattr(config, "workerinput"):
+        config.stash[LAB].shown.enter_context(progress.shown(progress.Steps(reporter.write_line)))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     lab = config.stash[LAB]
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    for error in lab.close():
+    with lab.shown:  # the progress lines end after the teardown's ("destroying VM")
+        errors = lab.close()
+    for error in errors:
         message = f"nsslab: could not remove {error}"
         reporter.write_line(message, red=True) if reporter else print(message)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED if exitstatus == 0 else exitstatus

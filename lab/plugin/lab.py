@@ -7,6 +7,7 @@ check items of that module share the install."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ class Lab:
     holding: dict[str, Key] = field(default_factory=dict)  # target spec -> the module installed there
     started: set[Key] = field(default_factory=set)
     signals: dict[int, Any] = field(default_factory=dict)
+    shown: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)  # the progress display
 
     def session(self, path: str, spec: str) -> ModuleSession:
         """PATH's session on SPEC, installed (the module installed there before is removed)."""

@@ -1,47 +1,94 @@
+"""The per-module verdict table `nsslab run` prints, drawn with rich: coloured on a terminal,
+plain words in a log (see lab.progress.console), no box lines, so a grep for `fork-child hang`
+or a reason wrapped over lines reads the same as before."""
+
 from __future__ import annotations
 
-import shutil
-import textwrap
+import io
 
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.padding import Padding
+from rich.table import Table
+from rich.text import Text
+
+from lab.progress import console, write
 from lab.runner import ModuleReport
 
+STYLE = {
+    "pass": "green",
+    "warn": "yellow",
+    "fail": "red",
+    "hang": "bold magenta",
+    "crash": "bold red",
+    "error": "red",
+    "skip": "dim",
+}
 
-def wrap(text: str, width: int) -> list[str]:
-    """Lines for the table that never split a word: a reproducer's path with hyphens in it
-    (~/.cache/nsslab/debs/libnss-ldapd+…) must paste back whole."""
-    return textwrap.wrap(text, width, break_on_hyphens=False, break_long_words=False)
+
+def details(c) -> list[str]:
+    """The lines under a check's reason: its claims (warn, fail, hang, crash) and forensics."""
+    lines = list(c.claims()) if c.status in ("warn", "fail", "hang", "crash") else []
+    if c.evidence:
+        lines.append(f"cause: {c.cause} — {c.evidence['explanation']}")
+        proof = c.evidence.get("frames") or []
+        if proof:
+            tail = f" … {proof[-1]} ({len(proof)} frames)" if proof[1:] else ""
+            lines.append(f"proof: {proof[0]}{tail}")
+        if c.evidence.get("file"):
+            lines.append(f"evidence: {c.evidence['file']}")
+    return lines
 
 
-def render(report: ModuleReport) -> str:
-    width = max(shutil.get_terminal_size((120, 20)).columns, 80)
-    head = (
-        f"{report.name}  [{report.library}]  on {report.target}: "
-        f"{report.verdict.upper()} ({report.seconds:.1f} s)"
-    )
-    if report.error:
-        return f"{head}\n  error: {report.error}\n"
-    lines = [head, f"  {'check':<15} {'status':<6} {'time':>7}  reason"]
-    indent = " " * 34
-    for c in report.checks:
-        wrapped = wrap(c.reason, width - len(indent)) or [""]
-        lines.append(f"  {c.id:<15} {c.status:<6} {c.seconds:>6.2f}s  {wrapped[0]}")
-        lines += [indent + w for w in wrapped[1:]]
-        if c.status in ("warn", "fail", "hang", "crash"):
-            for line in c.claims():
-                lines += [indent + w for w in wrap(line, width - len(indent))]
-        if c.evidence:
-            cause = f"cause: {c.cause} — {c.evidence['explanation']}"
-            lines += [indent + w for w in wrap(cause, width - len(indent))]
-            proof = c.evidence.get("frames") or []
-            if proof:
-                tail = f" … {proof[-1]} ({len(proof)} frames)" if proof[1:] else ""
-                lines.append(indent + f"proof: {proof[0]}{tail}")
-            if c.evidence.get("file"):
-                lines.append(indent + f"evidence: {c.evidence['file']}")
-    for svc in report.services:  # the backend the answers came from, and how it ended
-        said = " | ".join((svc.get("tail") or "").splitlines()[-2:])  # whole lines, the last two
-        lines.append(
-            f"  service {svc['name']}: ready in {svc.get('ready_seconds')} s, "
-            f"stopped (exit {svc.get('exit')}); log tail: {said or 'empty'}"
+class ModuleTable:
+    """A module's verdicts: the head line, a row per check, the services' lines."""
+
+    def __init__(self, report: ModuleReport) -> None:
+        self.report = report
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        r = self.report
+        head = Text(f"{r.name}  [{r.library}]  on {r.target}: ")
+        head.append(r.verdict.upper(), style=STYLE.get(r.verdict, ""))
+        head.append(f" ({r.seconds:.1f} s)")
+        yield head
+        if r.error:
+            yield Text(f"  error: {r.error}")
+            yield Text("")
+            return
+        reasons = [Text("\n".join([c.reason, *details(c)])) for c in r.checks]
+        # A word is never split (a reproducer's path must paste back whole): the reason column
+        # is at least as wide as the longest word, the table wider than the screen if need be.
+        longest = max((len(w) for t in reasons for w in t.plain.split()), default=0)
+        fixed = 2 + 16 + 7 + 8 + 2  # the indent; check, status, time, each with the gap after it; 2 gaps
+        table = Table(
+            box=None, padding=(0, 1, 0, 0), show_edge=False, width=max(options.max_width, fixed + longest)
         )
-    return "\n".join(lines) + "\n"
+        table.add_column("", width=1)  # the indent: two spaces with its gap
+        table.add_column("check", no_wrap=True, min_width=15)
+        table.add_column("status", no_wrap=True, min_width=6)
+        table.add_column("time", no_wrap=True, justify="right", min_width=7)
+        table.add_column(" reason", min_width=max(longest, 10) + 1, ratio=1)  # a wider gap before it
+        for c, reason in zip(r.checks, reasons, strict=True):
+            status = Text(c.status, style=STYLE.get(c.status, ""))
+            table.add_row("", c.id, status, f"{c.seconds:.2f}s", Padding(reason, (0, 0, 0, 1)))
+        yield table
+        for svc in r.services:  # the backend the answers came from, and how it ended
+            said = " | ".join((svc.get("tail") or "").splitlines()[-2:])  # whole lines, the last two
+            yield Text(
+                f"  service {svc['name']}: ready in {svc.get('ready_seconds')} s, "
+                f"stopped (exit {svc.get('exit')}); log tail: {said or 'empty'}"
+            )
+        yield Text("")  # a blank line before the next module's
+
+
+def table(report: ModuleReport) -> ModuleTable:
+    return ModuleTable(report)
+
+
+def render(report: ModuleReport, width: int | None = None) -> str:
+    """The table as plain text (no colour), as a log gets it."""
+    out = console(io.StringIO(), tty=False)
+    if width:
+        out.width = width
+    write(out, table(report))
+    return out.file.getvalue().rstrip("\n") + "\n"

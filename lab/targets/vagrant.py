@@ -20,7 +20,7 @@ from pathlib import Path
 
 import vagrant as python_vagrant  # python-vagrant: the top-level package, not this module
 
-from lab import boxes, config
+from lab import boxes, config, progress
 from lab.boxes import VAGRANT_HOME
 from lab.errors import LabError
 from lab.proc import bounded_run, tool
@@ -145,7 +145,9 @@ class VagrantMachine:
             raise LabError(f"no box {box}: run `nsslab box build {self.platform}` first")
         SERIAL_DIR.mkdir(parents=True, exist_ok=True)
         (SERIAL_DIR / f"{self.platform}.log").unlink(missing_ok=True)  # this boot's console only
-        with VAGRANT_LOCK:
+        queued = "waiting for another VM's vagrant" if VAGRANT_LOCK.locked() else "booting VM"
+        with progress.phase(f"vagrant://{self.platform}", queued), VAGRANT_LOCK:
+            progress.phase(f"vagrant://{self.platform}", "booting VM")
             ensure_libvirt()
             driver = libvirt_driver()
             state.add(f"vm {self.platform}", kind="vm", platform=self.platform)
@@ -191,7 +193,7 @@ class VagrantMachine:
             login, end = f"{where} ssh {self.platform}", f"{where} destroy -f {self.platform}"
             print(f"vagrant://{self.platform} kept up, {installed}: `{login}`; ends with `{end}`")
             return
-        with VAGRANT_LOCK:
+        with progress.phase(f"vagrant://{self.platform}", "destroying VM"), VAGRANT_LOCK:
             try:
                 BoundedVagrant(config.VM_DESTROY).destroy(vm_name=self.platform)
             finally:
