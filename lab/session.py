@@ -41,6 +41,8 @@ class ModuleSession:
         self.ctx: Context | None = None
         self.opened_at: float | None = None
         self.pool: ThreadPoolExecutor | None = None
+        self.mine: object | None = None  # the target's install record while it is this module's
+        self.generation = 0  # each install's; a check of an install closed under it is dropped
         self.pending: dict[str, Future[CheckResult]] = {}
         self.lock = threading.Lock()  # results arrive from the pool's threads
 
@@ -56,35 +58,44 @@ class ModuleSession:
 
     @property
     def installed(self) -> bool:
-        return self.ctx is not None and self.ctx.target.installed is not None
+        """This module is what the target has installed now (another module may share the target)."""
+        return self.ctx is not None and self.mine is not None and self.ctx.target.installed is self.mine
 
     def open(self) -> bool:
         """Installs the module and runs the gates (once). False, with report.error set, when
-        the module could not be loaded, built or installed: nothing else can run."""
+        the module could not be loaded, built, installed or read: nothing else can run."""
         if self.report.error:
             return False
         if self.installed:
             return True
         self.opened_at = time.monotonic()
+        target = None
         try:
             module = self.ctx.module if self.ctx else self.prepare()
             progress.phase(self.key, "installing")
             target = get_target(self.spec, self.keep)
             target.install(module)
+            self.mine = target.installed
+            if self.ctx is None:  # a library that is no ELF file is found out here
+                info = elf.inspect(module.library)
+                self.ctx = Context(target, module, info, step_timeout=self.step_timeout)
+            self.ctx.target = target  # a target closed in between (a VM destroyed) is made again
+            for check_id in GATES:
+                if check_id not in self.results:
+                    self.keep_result(announced(self.key, check_id, self.ctx, self.gates()))
+                    loaded = check_id == "load" and self.results["load"].status == "pass"
+                    if loaded and not module.has_expectations:
+                        discover(self.ctx)
         except Exception as e:  # one line per module, whatever went wrong; the others still run
             why = str(e) if isinstance(e, LabError) else f"internal error: {type(e).__name__}: {e}"
             self.report.error = why
             self.report.seconds += time.monotonic() - self.opened_at
+            self.opened_at = None
+            if target is not None and self.mine is not None and target.installed is self.mine:
+                target.uninstall()  # nothing will run on it: it must not stay behind
+            self.mine = None
+            progress.done(self.key, f"ERROR: {why}")
             return False
-        if self.ctx is None:
-            self.ctx = Context(target, module, elf.inspect(module.library), step_timeout=self.step_timeout)
-        self.ctx.target = target  # a target closed in between (a VM destroyed) is made again
-        for check_id in GATES:
-            if check_id not in self.results:
-                self.keep_result(announced(self.key, check_id, self.ctx, self.gates()))
-                loaded = check_id == "load" and self.results["load"].status == "pass"
-                if loaded and not module.has_expectations:
-                    discover(self.ctx)
         return True
 
     def prepare(self) -> Module:
@@ -114,7 +125,7 @@ class ModuleSession:
             raise LabError(f"unknown checks {unknown}; known: {', '.join(ORDER)}")
         if not self.open():
             return
-        todo = [c for c in ids if c not in self.results and c not in self.pending]
+        todo = [c for c in dict.fromkeys(ids) if c not in self.results and c not in self.pending]
         if self.pool is None:
             lanes = min(lanes, self.target.lanes) if lanes else self.target.lanes
             self.pool = ThreadPoolExecutor(max_workers=max(1, lanes), thread_name_prefix="check")
@@ -123,16 +134,19 @@ class ModuleSession:
             total = len(set(self.results) | set(self.pending) | set(todo))
             progress.phase(self.key, f"running {len(todo)} checks", total=total)
         for c in sorted(todo, key=LONGEST_FIRST.get):
-            self.pending[c] = self.pool.submit(self.run_one, c, gates)
+            self.pending[c] = self.pool.submit(self.run_one, c, gates, self.generation)
 
-    def run_one(self, check_id: str, gates: list[CheckResult]) -> CheckResult:
+    def run_one(self, check_id: str, gates: list[CheckResult], generation: int) -> CheckResult:
         result = announced(self.key, check_id, self.ctx, gates)
-        self.keep_result(result)
+        if generation == self.generation:  # not a check cut off by close() (Ctrl-C, teardown)
+            self.keep_result(result)
         return result
 
     def result(self, check_id: str) -> CheckResult:
         """CHECK_ID's result: run now unless start() began it (each check is bounded itself)."""
-        if check_id not in self.results and check_id not in self.pending:
+        if check_id in self.results:
+            return self.results[check_id]
+        if check_id not in self.pending:
             self.start([check_id])
         if self.report.error:
             return CheckResult("error", self.report.error, id=check_id)
@@ -160,19 +174,22 @@ class ModuleSession:
         return [self.result(c) for c in ids]
 
     def close(self) -> None:
-        """Uninstalls (safe to call twice); the services' records go into the report. Checks
-        still running (Ctrl-C) end with the install: their next command is refused."""
-        if self.ctx is None:
-            progress.done(self.key, f"{self.report.verdict.upper()} ({self.report.seconds:.1f} s)")
-            return
+        """Uninstalls (safe to call twice, and a no-op when another module holds the target
+        now); the services' records go into the report. Checks still running (Ctrl-C) end
+        with the install: their next command is refused, and what they return is dropped."""
         if self.pool:
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = None
-        self.pending = {c: f for c, f in self.pending.items() if f.done() and not f.cancelled()}
+        self.generation += 1
+        self.pending = {c: f for c, f in self.pending.items() if c in self.results}
+        if not self.installed:
+            self.mine = None
+            return
         target = self.ctx.target
         try:
             target.uninstall()
         finally:
+            self.mine = None
             self.report.services = [{k: v for k, v in s.items() if k != "log"} for s in target.services]
             if self.opened_at is not None:
                 self.report.seconds += time.monotonic() - self.opened_at

@@ -286,7 +286,8 @@ def test_checks_side_by_side_are_told_from_their_threads(monkeypatch):
     monkeypatch.setitem(session.REGISTRY, "threads", slow)
     monkeypatch.setitem(session.REGISTRY, "keys", slow)
     one = session.ModuleSession("clab", "sandbox")  # installed, as far as it can tell
-    one.ctx = SimpleNamespace(target=SimpleNamespace(installed=True, lanes=2))
+    one.mine = object()
+    one.ctx = SimpleNamespace(target=SimpleNamespace(installed=one.mine, lanes=2))
     with progress.shown(Recorder()):
         results = one.run(["keys", "threads"])
     assert [r.status for r in results] == ["pass", "pass"]
