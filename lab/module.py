@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import subprocess
+import time
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -263,7 +267,34 @@ def read_service(path: Path, index: int, entry: object) -> Service:
 def ensure_built(module: Module) -> None:
     """Unpacks the manifest's packages, then runs its build command when the library is
     missing or older than a source. With packages, the build makes data (maps, configs),
-    not the library: it runs every time, in the manifest's dir, with $NSSLAB_TREE set."""
+    not the library: it runs every time, in the manifest's dir, with $NSSLAB_TREE set.
+    One build at a time per module directory, also across processes (pytest-xdist workers
+    start on the same module at once: the second finds the library fresh)."""
+    if not (module.build or module.packages):
+        return built(module)
+    with build_lock(module.manifest.parent if module.manifest else module.library.parent):
+        build(module)
+
+
+@contextlib.contextmanager
+def build_lock(directory: Path) -> Iterator[None]:
+    fd = os.open(directory, os.O_RDONLY)  # flock on the directory: no lock file left behind
+    try:
+        deadline = time.monotonic() + config.BUILD
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LabError(f"{directory}: another build held it over {config.BUILD:.0f} s") from None
+                time.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def build(module: Module) -> None:
     env = None
     if module.packages:
         from lab import packages  # apt is only for manifests that name packages
@@ -294,6 +325,10 @@ def ensure_built(module: Module) -> None:
         if done.returncode != 0:
             last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["(no output)"]
             raise LabError(f"{module.name}: build `{module.build}` failed: {last[0]}")
+    built(module)
+
+
+def built(module: Module) -> None:
     if not module.library.exists():
         raise LabError(f"{module.name}: library {module.library} does not exist")
     for source in module.files.values():

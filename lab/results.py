@@ -109,6 +109,25 @@ class ModuleReport:
     # the module's [[services]] as run in the target: name, pid, ready_seconds, exit, log tail
     services: list[dict] = field(default_factory=list)
 
+    def as_plain(self) -> dict[str, Any]:
+        """Every field as plain data (what a pytest-xdist worker sends its controller)."""
+        return {
+            "name": self.name,
+            "library": self.library,
+            "target": self.target,
+            "checks": [c.as_dict() for c in self.checks],
+            "error": self.error,
+            "seconds": self.seconds,
+            "expect": self.expect,
+            "started": self.started,
+            "services": self.services,
+        }
+
+    @classmethod
+    def from_plain(cls, data: dict[str, Any]) -> ModuleReport:
+        checks = [CheckResult.from_dict(c) for c in data.get("checks", [])]
+        return cls(**{k: v for k, v in data.items() if k != "checks"}, checks=checks)
+
     @property
     def verdict(self) -> str:
         if self.error:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -21,17 +22,17 @@ from typing import Any
 import pytest
 
 from lab import progress
-from lab.checks import ORDER
 from lab.errors import LabError
 from lab.module import load
 from lab.plugin.fixtures import _nsslab_pair, nss_host, nss_lab
-from lab.plugin.items import CheckItem, ManifestFile, is_library, is_manifest
-from lab.plugin.lab import LAB, Lab, Options
-from lab.results import CheckResult, ModuleReport, worst
+from lab.plugin.items import CheckItem, ManifestFile, group_of, is_library, is_manifest, machine_wide
+from lab.plugin.lab import LAB, Lab, Options, trap, untrap
+from lab.results import ModuleReport
 from lab.targets import expand, shown
 
 __all__ = ["_nsslab_pair", "nss_host", "nss_lab"]  # fixtures: pytest finds them in this module
-PAYLOADS = pytest.StashKey[list[dict]]()  # the check items' verdicts as this process saw them
+WORKERS = pytest.StashKey[dict]()  # the xdist controller: what the workers' Labs sent back
+SIGNALS = pytest.StashKey[dict]()
 
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
@@ -75,23 +76,37 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "nsslab_check: an nsslab check item (`-m 'not nsslab_check'`)")
     config.addinivalue_line("markers", "nss_module(name, ...): nss_host/nss_lab only with these modules")
+    config.addinivalue_line("markers", "xdist_group(name): pytest-xdist's, set on the lab's items")
     try:
         options = read_options(config)
     except LabError as e:
         raise pytest.UsageError(f"nsslab: {e}") from None
+    tx = config.getoption("tx", None)
+    distributed = config.getoption("dist", "no") != "no" and bool(tx)  # as xdist decides it
+    exclusive = [t for t in options.targets if machine_wide(t)]
+    if distributed and exclusive and config.getoption("dist") != "loadgroup":
+        raise pytest.UsageError(
+            f"nsslab: {shown(exclusive[0])} is one machine every worker would change: "
+            "use --dist loadgroup (its modules then run on one worker)"
+        )
     # A process starts all of a module's planned checks at once only when it runs all of them:
     # alone, or as an xdist worker under --dist loadgroup (xdist sets a worker's dist to "no"
     # and says loadgroup apart). Under plain `-n N` a module's items are spread over workers.
     if hasattr(config, "workerinput"):
         prefetch = bool(getattr(config.option, "loadgroup", False))
     else:
-        prefetch = config.getoption("dist", "no") == "no"
+        prefetch = not distributed
     config.stash[LAB] = Lab(options, prefetch)
-    config.stash[PAYLOADS] = []
-    config.pluginmanager.register(Recorder(config), "nsslab-recorder")
+    config.stash[WORKERS] = {"reports": [], "errors": []}
+    config.stash[SIGNALS] = trap()  # every process: a worker may be sent SIGTERM itself
     for path in options.modules:  # --nss-module's checks are collected like a manifest named on the line
         if path not in explicit(config):
             config.args.append(path)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if SIGNALS in config.stash:
+        untrap(config.stash[SIGNALS])
 
 
 def read_options(config: pytest.Config) -> Options:
@@ -100,8 +115,8 @@ def read_options(config: pytest.Config) -> Options:
     targets = list(dict.fromkeys(one for spec in specs for one in expand(spec)))
     named = [module_path(Path(p)) for p in config.getoption("nss_module")]
     named += [module_path(root / p) for p in config.getini("nss_modules")]
-    if not named:  # the manifests on the command line serve the fixtures too
-        named = [p for a in config.args for p in manifests_in(Path(a.split("::")[0]).absolute())]
+    if not named:  # the manifests named on the command line serve the fixtures too
+        named = [p for a in config.args if (p := named_manifest(Path(a.split("::")[0])))]
     html = config.getoption("nss_html")
     return Options(
         targets=targets,
@@ -123,12 +138,14 @@ def module_path(path: Path) -> str:
     return os.path.realpath(path)
 
 
-def manifests_in(path: Path) -> list[str]:
+def named_manifest(path: Path) -> str | None:
+    """A manifest or library named on the command line (or a directory holding module.toml).
+    A directory of manifests gives items, not fixtures: name those with --nss-module."""
     if path.is_dir():
-        return sorted(os.path.realpath(p) for p in path.rglob("module.toml") if is_manifest(p))
-    if (path.suffix == ".toml" and is_manifest(path)) or is_library(path):
-        return [os.path.realpath(path)]
-    return []
+        path = path / "module.toml"
+    if (path.suffix == ".toml" and is_manifest(path)) or (is_library(path) and path.exists()):
+        return os.path.realpath(path)
+    return None
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ManifestFile | None:
@@ -152,14 +169,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     options = metafunc.config.stash[LAB].options
     pairs = [(m, t) for m in options.modules for t in options.targets]
-    marker = metafunc.definition.get_closest_marker("nss_module")
-    if marker:
-        pairs = [p for p in pairs if module_name(p[0]) in marker.args or p[0] in marker.args]
     several = len(options.targets) > 1
-    ids = [module_name(m) + (f"@{shown(t)}" if several else "") for m, t in pairs]
-    metafunc.parametrize(
-        "_nsslab_pair", pairs or [None], ids=ids or ["no-module"], indirect=True, scope="session"
-    )
+    marker = metafunc.definition.get_closest_marker("nss_module")
+    params = []
+    for m, t in pairs:
+        wanted = not marker or module_name(m) in marker.args or m in marker.args
+        skip = () if wanted else (pytest.mark.skip(reason=f"not for {module_name(m)} (nss_module marker)"),)
+        name = module_name(m) + (f"@{shown(t)}" if several else "")
+        params.append(pytest.param((m, t), id=name, marks=skip))
+    if not params:  # the fixture says why, when the test asks for it
+        params = [pytest.param(None, id="no-module")]
+    metafunc.parametrize("_nsslab_pair", params, indirect=True, scope="session")
 
 
 @functools.cache
@@ -170,31 +190,28 @@ def module_name(path: str) -> str:
         return Path(path).stem
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """An author's test of a module goes where that module's check items go under --dist
+    loadgroup: one worker, one install (set here: xdist reads the groups before trylast hooks)."""
+    pair = getattr(getattr(item, "callspec", None), "params", {}).get("_nsslab_pair")
+    if pair:
+        item.add_marker(pytest.mark.xdist_group(name=group_of(module_name(pair[0]), pair[1])))
+
+
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection: what this process will run
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    lab = config.stash[LAB]
+    lab, seen, twice = config.stash[LAB], set(), []
     for item in items:
         if isinstance(item, CheckItem):
+            key = (item.module_path, item.spec, item.check_id)
+            if key in seen:  # one manifest reached twice (a symlink, --keep-duplicates): one item
+                twice.append(item)
+                continue
+            seen.add(key)
             lab.planned.setdefault((item.module_path, item.spec), []).append(item.check_id)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    report = yield
-    if call.when == "call" and isinstance(item, CheckItem) and item.payload:
-        report.nsslab = item.payload  # pytest-xdist carries a report's extra attributes to the controller
-    return report
-
-
-class Recorder:
-    """Keeps each check item's verdict as it is reported (in the xdist controller: every worker's)."""
-
-    def __init__(self, config: pytest.Config) -> None:
-        self.payloads = config.stash[PAYLOADS]
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if payload := getattr(report, "nsslab", None):
-            self.payloads.append(payload)
+    if twice:
+        config.hook.pytest_deselected(items=twice)
+        items[:] = [i for i in items if i not in twice]
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -209,39 +226,46 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     lab = config.stash[LAB]
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
     with lab.shown:  # the progress lines end after the teardown's ("destroying VM")
         errors = lab.close()
+    if hasattr(config, "workerinput"):  # the controller reports for the workers (their output is lost)
+        plain = [r.as_plain() for r in lab.reports()]
+        sent = {"reports": plain, "errors": errors}
+        config.workeroutput["nsslab"] = json.loads(json.dumps(sent, default=str))  # plain data only
+        return
+    errors += config.stash[WORKERS]["errors"]
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
     for error in errors:
         message = f"nsslab: could not remove {error}"
         reporter.write_line(message, red=True) if reporter else print(message)
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED if exitstatus == 0 else exitstatus
-    if lab.options.html and not hasattr(config, "workerinput"):
+    if errors and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if lab.options.html:
         from lab.report.html import write_html
 
-        write_html(reports(config.stash[PAYLOADS]), lab.options.html)
+        write_html(all_reports(config), lab.options.html)
 
 
-def reports(payloads: list[dict]) -> list[ModuleReport]:
-    """The module reports, rebuilt from the items' verdicts (from every xdist worker)."""
-    out: dict[tuple[str, str], ModuleReport] = {}
-    for p in payloads:
-        r = out.setdefault((p["module"], p["target"]), ModuleReport(p["module"], p["library"], p["target"]))
-        r.error = r.error or p["error"]
-        if not p["error"]:
-            check = CheckResult.from_dict(p["check"])
-            r.checks.append(check)
-            r.seconds += check.seconds
-            if p["expect"]:
-                r.expect[check.id] = p["expect"]
-    for r in out.values():
-        r.checks.sort(key=lambda c: ORDER.index(c.id))
-    return list(out.values())
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's: a worker ended, with what its Lab sent
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    sent = getattr(node, "workeroutput", {}).get("nsslab")
+    if sent:
+        workers = node.config.stash[WORKERS]
+        workers["reports"] += sent["reports"]
+        workers["errors"] += sent["errors"]
+
+
+def all_reports(config: pytest.Config) -> list[ModuleReport]:
+    own = config.stash[LAB].reports()
+    theirs = [ModuleReport.from_plain(r) for r in config.stash[WORKERS]["reports"]]
+    return sorted(own + theirs, key=lambda r: (r.target, r.name))
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    done = reports(config.stash[PAYLOADS]) if PAYLOADS in config.stash else []
-    if not done or hasattr(config, "workerinput"):
+    if LAB not in config.stash or hasattr(config, "workerinput"):
+        return
+    done = all_reports(config)
+    if not done:
         return
     terminalreporter.section("nsslab")
     for r in done:
@@ -250,10 +274,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             for s in ("pass", "warn", "fail", "hang", "crash", "error", "skip")
             if (n := sum(c.status == s for c in r.checks))
         )
-        verdict = "error" if r.error else worst(c.status for c in r.checks)
         wrong = r.unexpected() if config.stash[LAB].options.expect else []
         terminalreporter.write_line(
-            f"{r.name} on {r.target}: {verdict} ({r.error or counts})"
+            f"{r.name} on {r.target}: {r.verdict} ({r.error or counts})"
             + (f"; not as [expect]ed: {'; '.join(wrong)}" if wrong else "")
         )
     html = config.stash[LAB].options.html

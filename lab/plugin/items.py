@@ -18,7 +18,7 @@ from lab.errors import LabError
 from lab.module import LIBRARY_NAME, load
 from lab.plugin.lab import LAB
 from lab.results import OK, CheckResult
-from lab.targets import shown
+from lab.targets import parse, shown
 
 
 class NssLabWarning(UserWarning):
@@ -65,26 +65,14 @@ class CheckItem(pytest.Item):
         super().__init__(**kwargs)
         self.check_id, self.spec = check_id, spec
         self.module_path = os.path.realpath(self.path)  # as the fixtures name it: one install
-        self.payload: dict | None = None
         self.add_marker(pytest.mark.nsslab_check)
-        # --dist loadgroup sends one module's checks on one target to one worker: one install
-        # (xdist reads the group after the node id's last "@": an ssh target's "@" must go)
-        group = f"{self.parent.name}:{shown(spec)}".replace("@", "%40").replace("]", "%5D")
-        self.add_marker(pytest.mark.xdist_group(name=group))
+        self.add_marker(pytest.mark.xdist_group(name=group_of(self.parent.name, spec)))
 
     def runtest(self) -> None:
         lab = self.config.stash[LAB]
-        result, session = lab.result(self.module_path, self.spec, self.check_id)
+        result, session = lab.result(self.module_path, self.spec, self.check_id, item=True)
         report = session.report
         want = report.expect.get(self.check_id) if lab.options.expect else None
-        self.payload = {
-            "module": report.name,
-            "library": report.library,
-            "target": report.target,
-            "error": report.error,
-            "expect": want,
-            "check": result.as_dict(),
-        }
         # pytest's own time for an item is its wait; the check's own time is a property
         self.user_properties += [
             ("status", result.status),
@@ -107,12 +95,27 @@ class CheckItem(pytest.Item):
             )
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
-        if isinstance(excinfo.value, (CheckFailed, LabError)):
+        if isinstance(excinfo.value, (CheckFailed, LabError, NssLabWarning)):  # (-W error: one line too)
             return str(excinfo.value)
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, 0, f"{self.parent.name}::{self.name}"
+
+
+def machine_wide(spec: str) -> bool:
+    """A target whose machine a run changes for everybody (a VM the lab boots by name, a host
+    it installs into in place): under xdist, one worker's."""
+    parsed = parse(spec)
+    return parsed.kind == "vagrant" or parsed.flag("disposable")
+
+
+def group_of(module: str, spec: str) -> str:
+    """The xdist_group of MODULE's items on SPEC: --dist loadgroup sends a group to one worker,
+    one install. A machine the run changes for everybody (a VM, an in-place host) is one group
+    for all its modules. (xdist reads the group after the node id's last "@": no "@" in it.)"""
+    group = f"target:{shown(spec)}" if machine_wide(spec) else f"{module}:{shown(spec)}"
+    return group.replace("@", "%40").replace("]", "%5D")
 
 
 @dataclass(frozen=True)

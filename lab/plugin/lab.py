@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
+from lab.checks import GATES
 from lab.errors import LabError
 from lab.report.evidence import write_check
-from lab.results import CheckResult
+from lab.results import CheckResult, ModuleReport
 from lab.session import ModuleSession
 from lab.targets import close_all, state
 
@@ -49,14 +50,17 @@ class Lab:
     sessions: dict[Key, ModuleSession] = field(default_factory=dict)
     holding: dict[str, Key] = field(default_factory=dict)  # target spec -> the module installed there
     started: set[Key] = field(default_factory=set)
-    signals: dict[int, Any] = field(default_factory=dict)
+    reported: set[Key] = field(default_factory=set)  # modules whose check items ran here
     shown: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)  # the progress display
+    swept: bool = False
 
     def session(self, path: str, spec: str) -> ModuleSession:
         """PATH's session on SPEC, installed (the module installed there before is removed)."""
         key = (path, spec)
-        if not self.sessions:
-            self.begin()
+        if not self.swept:  # before the first install: what a killed run left goes
+            self.swept = True
+            for line in state.sweep():
+                print(f"nsslab: removed what a killed run left: {line}")
         if key not in self.sessions:
             self.sessions[key] = ModuleSession(path, spec, self.options.step_timeout, self.options.keep)
         session = self.sessions[key]
@@ -69,14 +73,24 @@ class Lab:
         session.open()
         return session
 
-    def result(self, path: str, spec: str, check_id: str) -> tuple[CheckResult, ModuleSession]:
-        """CHECK_ID's result; the first item of a module starts the module's planned checks
-        side by side, so the others are waited for, not run, when their items come."""
-        session = self.session(path, spec)
-        if self.prefetch and (path, spec) not in self.started:
-            self.started.add((path, spec))
-            session.start(self.planned.get((path, spec), [check_id]))
-        result = session.result(check_id)
+    def result(
+        self, path: str, spec: str, check_id: str, item: bool = False
+    ) -> tuple[CheckResult, ModuleSession]:
+        """CHECK_ID's result. The first check item of a module starts the module's planned
+        checks side by side, so the others are waited for, not run, when their items come
+        (nss_lab.check() runs only its own: under xdist the module may be another worker's)."""
+        key = (path, spec)
+        done = self.sessions.get(key)
+        if done and check_id in done.results:  # a verdict already in: no install for it
+            result, session = done.results[check_id], done
+        else:
+            session = self.session(path, spec)
+            if item and self.prefetch and key not in self.started:
+                self.started.add(key)
+                session.start(self.planned.get(key, [check_id]))
+            result = session.result(check_id)
+        if item:
+            self.reported.add(key)
         write_check(session.report, result, self.options.report_dir)
         return result, session
 
@@ -87,31 +101,47 @@ class Lab:
             raise LabError(session.report.error)
         return session
 
-    def begin(self) -> None:
-        """Before the first install: what a killed run left goes, and SIGTERM unwinds."""
-        for line in state.sweep():
-            print(f"nsslab: removed what a killed run left: {line}")
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGHUP):
-                self.signals[sig] = signal.signal(sig, interrupt)
+    def reports(self) -> list[ModuleReport]:
+        """The modules whose check items ran here, as the run's reports (an [expect] entry of
+        a check that did not run, deselected with -k, is left out: it was not judged)."""
+        out = []
+        for key in self.reported:
+            report = self.sessions[key].report
+            ran = {c.id for c in report.checks} - set(GATES)
+            expect = {k: v for k, v in report.expect.items() if k in ran or k in GATES}
+            out.append(ModuleReport(**{**vars(report), "expect": expect}))
+        return sorted(out, key=lambda r: (r.target, r.name))
 
     def close(self) -> list[str]:
-        """Uninstalls every module and ends every target; the errors, one line each."""
+        """Uninstalls every module and ends every target, a second Ctrl-C included (each is
+        bounded); the errors, one line each."""
         errors = []
-        for session in self.sessions.values():
-            try:
-                session.close()
-            except Exception as e:  # the next one must still be removed
-                errors.append(f"{session.report.name} on {session.report.target}: {e}")
-        self.holding.clear()
-        errors += close_all()
-        for sig, handler in self.signals.items():
-            signal.signal(sig, handler)
-        self.signals.clear()
+        try:
+            for session in self.sessions.values():
+                try:
+                    session.close()
+                except BaseException as e:  # the next one must still be removed
+                    errors.append(f"{session.report.name} on {session.report.target}: {e!r}")
+            self.holding.clear()
+        finally:
+            errors += close_all()
         return errors
 
 
 LAB = pytest.StashKey[Lab]()  # config.stash[LAB]: this process's Lab
+
+
+def trap() -> dict[int, Any]:
+    """SIGTERM and SIGHUP unwind like Ctrl-C (the main thread only: handlers live there);
+    returns the handlers to put back."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+
+
+def untrap(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 def interrupt(signum: int, frame: FrameType | None) -> None:

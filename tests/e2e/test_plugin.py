@@ -93,7 +93,6 @@ def test_author_tests_use_testinfra_and_the_lab_on_the_installed_module(pytester
     pytester.makepyfile(
         test_mine="""
         import pytest
-        from lab.errors import LabError
 
         def test_user(nss_host):
             assert nss_host.user("pyama").uid == 10301
@@ -107,9 +106,16 @@ def test_author_tests_use_testinfra_and_the_lab_on_the_installed_module(pytester
         def test_lab(nss_lab):
             assert nss_lab.call("getpwnam", "pyama")["value"]["home"] == "/home/pyama"
             assert nss_lab.call("getpwnam", "pyama", fork=True)["ok"]
-            assert nss_lab.check("fork-child").status == "pass"
+            fork = nss_lab.check("fork-child")
+            assert fork.status == "pass"
+            with open("fork-seconds", "w") as f:
+                f.write(str(fork.seconds))
             with open("workdirs", "a") as f:
                 f.write(nss_lab.target.workdir + "\\n")
+
+        @pytest.mark.nss_module("golab")
+        def test_only_for_golab(nss_host):
+            raise AssertionError("ran on a module it is not for")
         """
     )
     pytester.makepyfile(
@@ -120,18 +126,67 @@ def test_author_tests_use_testinfra_and_the_lab_on_the_installed_module(pytester
         """
     )
     before = snapshot()
-    result, cases = run(
-        pytester, "test_mine.py", "--nss-module", str(MODULES / "clab"), "test_zlast.py", "-k", "not tab"
-    )
+    manifest = str(MODULES / "clab" / "module.toml")
+    result, cases = run(pytester, "test_mine.py", manifest, "test_zlast.py", "-k", "not tab", "-v")
     assert result.ret == 1  # test_wrong_uid_fails, and nothing else
     failed = {n for n, c in cases.items() if c["outcome"] == "failure"}
     assert failed == {"test_wrong_uid_fails[clab]"}, result.stdout.str()[-3000:]
     assert "assert 10301 == 1" in cases["test_wrong_uid_fails[clab]"]["text"]
     assert cases["test_user[clab]"]["outcome"] == cases["fork-child"]["outcome"] == "passed"
-    # one install served the author's tests and the check items around them
+    assert cases["test_only_for_golab[clab]"]["outcome"] == "skipped"  # the marker: not for clab
+    # the check ran once: the author's nss_lab.check() and the item share its verdict
+    assert cases["fork-child"]["seconds"] == (pytester.path / "fork-seconds").read_text()
+    # one install served the author's tests in both files (pytest runs them before the items:
+    # it groups tests by the session-scoped module parameter)
     workdirs = (pytester.path / "workdirs").read_text().split()
     assert len(workdirs) == 2 and workdirs[0] == workdirs[1]
     assert snapshot() == before
+
+
+def test_a_module_that_does_not_build_is_one_line_per_item_and_one_build(pytester):
+    broken = pytester.path / "broken"
+    broken.mkdir()
+    (broken / "module.toml").write_text(
+        'name = "broken"\nlibrary = "libnss_broken.so.2"\n'
+        'build = "echo tried >> builds.log; echo cc: no such file nss_broken.c >&2; exit 1"\n'
+    )
+    result, cases = run(pytester, str(broken / "module.toml"), "-n", "2")
+    out = result.stdout.str()
+    assert result.ret == 1 and len(cases) == 22
+    assert {c["outcome"] for c in cases.values()} == {"failure"}
+    assert all("build `echo tried" in c["text"] and "cc: no such file" in c["text"] for c in cases.values())
+    assert "Traceback" not in out
+    # one build per worker, not one per item (the session keeps the error; workers take turns)
+    assert (broken / "builds.log").read_text().split() == ["tried", "tried"]
+
+
+def test_plain_n_2_spreads_a_modules_checks_and_each_runs_once(pytester):
+    result, cases = run(pytester, str(MODULES / "clab" / "module.toml"), "-n", "2", "-v")
+    assert result.ret == 0, result.stdout.str()[-3000:]
+    assert len(cases) == 22 and not [n for n, c in cases.items() if c["outcome"] == "failure"]
+    workers = {m[1] for line in result.stdout.lines if (m := re.match(r"\[(gw\d)\] .*::clab::", line))}
+    assert workers == {"gw0", "gw1"}  # spread: each worker installed clab and ran its share
+
+
+def test_several_targets_are_a_matrix(pytester):
+    html = pytester.path / "report.html"
+    result, cases = run(
+        pytester, str(MODULES / "clab" / "module.toml"), "--nss-target", "sandbox",
+        "--nss-target", "rootfs://debian11", "-k", "lookup or elf", f"--html={html}",
+    )  # fmt: skip
+    assert result.ret == 0, result.stdout.str()[-3000:]
+    assert set(cases) == {
+        "lookup[sandbox]",
+        "elf[sandbox]",
+        "lookup[rootfs://debian11]",
+        "elf[rootfs://debian11]",
+    }
+    assert {c["target"] for c in cases.values()} == {"sandbox", "rootfs://debian11"}
+    matrix = re.search(r'<table class="matrix" data-module="clab">(.*?)</table>', html.read_text(), re.S)
+    assert matrix, "no matrix for two targets"
+    rows = re.findall(r'<tr data-target="([^"]+)">(.*?)</tr>', matrix[1], re.S)
+    assert {target for target, _ in rows} == {"sandbox", "rootfs://debian11"}
+    assert all('data-check="lookup" data-status="pass"' in row for _, row in rows)
 
 
 def test_a_hang_seen_from_an_author_test_is_the_labs_diagnosis(pytester):
