@@ -141,7 +141,12 @@ def command(argv: list[str] | None) -> int:
     roots_cmd.add_argument("--force", action="store_true", help="rebuild even when a built root exists")
     init = sub.add_parser("init", help="write a first module.toml for a library from what it answers")
     init.add_argument("library", type=Path, help="a libnss_<name>.so.2")
-    init.add_argument("--output", type=Path, help="where to write (default: module.toml next to the library)")
+    init.add_argument(
+        "--output",
+        type=Path,
+        help="where to write (default: module.toml next to the library; in the current directory"
+        " for one under /usr or /lib)",
+    )
     init.add_argument("--force", action="store_true", help="overwrite an existing manifest")
     init.add_argument("--target", default="sandbox", help="where to ask the module (default: sandbox)")
     init.add_argument(

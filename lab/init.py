@@ -147,7 +147,10 @@ def shadow_names(ctx: Context, timeout: float) -> list[str]:
             f"{ctx.module.name}: `{' '.join(argv)}` exited {done.rc} while listing shadow; "
             "no manifest written"
         )
-    return [line.split(":", 1)[0] for line in done.stdout.splitlines() if line.strip()]
+    names = [line.split(":", 1)[0] for line in done.stdout.splitlines() if line.strip()]
+    # the target's own /etc/shadow names are left out, as its /etc/passwd entries are
+    local = {line.split(":", 1)[0] for line in ctx.target.run(["cat", "/etc/shadow"]).stdout.splitlines()}
+    return [n for n in names if n not in local]
 
 
 def ask(ctx: Context, present: set[str]) -> Found:
@@ -168,8 +171,18 @@ def ask(ctx: Context, present: set[str]) -> Found:
 # ---------------------------------------------------------------- the manifest's text
 
 
+SYSTEM_DIRS = ("/usr/", "/lib/", "/lib64/")  # a distribution's library: named where it lives
+
+
+def system_library(path: Path) -> bool:
+    return os.path.abspath(path).startswith(SYSTEM_DIRS)
+
+
 def relative(path: Path, where: Path) -> str:
-    """PATH as the manifest names it: relative to its directory (module.load joins them)."""
+    """PATH as the manifest names it: relative to its directory (module.load joins them),
+    or absolute for a library the system installed (/usr/lib/…: a manifest elsewhere)."""
+    if system_library(path):
+        return os.path.abspath(path)
     return os.path.relpath(os.path.abspath(path), os.path.abspath(where))
 
 
@@ -189,7 +202,8 @@ def render(module: Module, output: Path, found: Found, enumerable: bool, target:
         "# - that a module whose listing was empty gets [[users]] (and [[groups]]) added by hand:",
         "#   the checks need someone to look up.",
         f"name = {toml_string(name)}",
-        f"library = {toml_string(relative(module.library, where))}  # relative to this file",
+        f"library = {toml_string(relative(module.library, where))}"
+        + ("" if system_library(module.library) else "  # relative to this file"),
         f"databases = {toml_value(module.databases)}  # from the library's _nss_{name}_* exports",
     ]
     if not enumerable:
@@ -290,15 +304,17 @@ def init_module(
     files: list[str] | None = None,
     step_timeout: float = 20.0,
 ) -> int:
-    """Writes OUTPUT (default: module.toml next to LIBRARY) from what the library answers
-    in TARGET_SPEC. Every problem is a LabError, one line; nothing is written then."""
+    """Writes OUTPUT (default: module.toml next to LIBRARY, or in the current directory for a
+    library under /usr or /lib: nothing is written into the system's directories unasked)
+    from what the library answers in TARGET_SPEC. Every problem is a LabError, one line;
+    nothing is written then."""
     match = LIBRARY_NAME.match(library.name)
     if not match:
         raise LabError(f"{library}: glibc only loads modules named libnss_<service>.so.2")
     if not library.is_file():
         raise LabError(f"{library}: no such file")
     name = match["name"]
-    output = output or library.parent / "module.toml"
+    output = output or (Path("module.toml") if system_library(library) else library.parent / "module.toml")
     if output.is_dir():
         output = output / "module.toml"
     if output.exists() and not force:

@@ -262,3 +262,21 @@ def test_a_debian_module_extrausers_with_quotes_in_a_gecos(tmp_path):
     ]
     assert "$6$secret" not in manifest.read_text()
     assert load(manifest).users[0].gecos == gecos
+
+
+@pytest.mark.sandbox
+def test_a_system_library_gets_its_manifest_in_the_current_directory(tmp_path):
+    """glibc's own libnss_compat (libc6: on every Debian): nothing is written into /usr/lib;
+    the manifest names the library by its absolute path and loads from where it was written."""
+    library = Path("/usr/lib/x86_64-linux-gnu/libnss_compat.so.2")
+    before = sorted(os.listdir(library.parent))
+    done = subprocess.run(
+        [sys.executable, "-m", "lab.cli", "init", str(library)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=BOUND,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert sorted(os.listdir(library.parent)) == before
+    data = tomllib.loads((tmp_path / "module.toml").read_text())
+    assert data["library"] == str(library) and data["name"] == "compat"
+    assert load(tmp_path / "module.toml").library == library
