@@ -25,7 +25,7 @@ from lab import progress
 from lab.errors import LabError
 from lab.module import load
 from lab.plugin.fixtures import _nsslab_pair, nss_host, nss_lab
-from lab.plugin.items import CheckItem, ManifestFile, group_of, is_library, is_manifest, machine_wide
+from lab.plugin.items import CheckItem, ManifestFile, group_of, is_library, is_manifest, judge, machine_wide
 from lab.plugin.lab import LAB, Lab, Options, trap, untrap
 from lab.results import ModuleReport
 from lab.targets import expand, shown
@@ -274,11 +274,13 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             for s in ("pass", "warn", "fail", "hang", "crash", "error", "skip")
             if (n := sum(c.status == s for c in r.checks))
         )
-        wrong = r.unexpected() if config.stash[LAB].options.expect else []
-        terminalreporter.write_line(
-            f"{r.name} on {r.target}: {r.verdict} ({r.error or counts})"
-            + (f"; not as [expect]ed: {'; '.join(wrong)}" if wrong else "")
+        expect = r.expect if config.stash[LAB].options.expect else {}
+        failed = [c for c in r.checks if judge(c, expect.get(c.id)).kind == "fail"]  # as the items
+        said = "; ".join(
+            f"{c.id} {c.status}" + (f" (expected {expect[c.id]})" if c.id in expect else "") for c in failed
         )
+        line = f"{r.name} on {r.target}: {r.verdict} ({r.error or counts})"
+        terminalreporter.write_line(line + (f"; failed: {said}" if said else ""))
     html = config.stash[LAB].options.html
     if html:
         terminalreporter.write_line(f"HTML report: {html}")

@@ -126,8 +126,9 @@ class Outcome:
 
 def judge(result: CheckResult, want: str | None) -> Outcome:
     """What pytest makes of a verdict. With no [expect] entry a check must pass (a warn
-    passes, saying so; a skip skips). An expected non-OK status is an xfail; any other
-    status than the expected one fails, as `nsslab run --expect` judges it."""
+    passes with an NssLabWarning, as `nsslab run` passes it: `-W error::lab.plugin.items.
+    NssLabWarning` makes it fail; a skip skips). An expected non-OK status is an xfail; a
+    status other than the expected one fails, as `nsslab run --expect` judges it."""
     status = result.status
     if want and status != want:
         return Outcome("fail", f"expected {want} (the manifest's [expect]), got {status}")

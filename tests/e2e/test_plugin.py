@@ -267,3 +267,15 @@ def test_sigterm_mid_run_leaves_nothing(pytester, tmp_path):
     assert "Traceback" not in out
     assert snapshot() == before
     assert list(state.glob("run-*.json")) == []  # everything it made was undone
+
+
+def test_a_bare_library_is_collected_and_a_warn_fails_under_w_error(pytester):
+    library = str(MODULES / "golab" / "libnss_golab.so.2")
+    result, cases = run(pytester, library, "-k", "elf or load")
+    assert result.ret == 0 and set(cases) == {"elf", "load"}
+    assert cases["elf"]["status"] == "warn" and cases["elf"]["outcome"] == "passed"  # a warn passes
+    assert "NssLabWarning: golab::elf on sandbox: STATIC_TLS" in result.stdout.str()
+    result, cases = run(pytester, library, "-k", "elf or load", "-W", "error::lab.plugin.items.NssLabWarning")
+    assert result.ret == 1 and cases["elf"]["outcome"] == "failure" and cases["load"]["outcome"] == "passed"
+    text = cases["elf"]["text"]
+    assert text.startswith("golab::elf on sandbox: STATIC_TLS") and "Traceback" not in text
