@@ -14,9 +14,12 @@
   (goals: clab <= 3 s, golab <= 8 s, slowlab <= 40 s), with every hang's declared-after time
   and no hang on slowlab;
 - `matrix`: clab, golab and execstacklab on the three root filesystems (`--target rootfs`)
-  and on the three VMs (`--target vagrant`), side by side, and the ratio; goal: rootfs < 60 s.
+  and on the three VMs (`--target vagrant`), side by side, and the ratio; goal: rootfs < 60 s;
+- `plugin N`: clab and golab through `nsslab run --expect`, through the pytest plugin in one
+  process, with `-n 2 --dist loadgroup` and with plain `-n 2`, N times each, and the outcomes.
 
 Run as root: .venv/bin/python bench/speed.py [N] | caller-checks | verdicts [N] | matrix [--no-vm]
+             | plugin [N]
 """
 
 from __future__ import annotations
@@ -73,6 +76,9 @@ def main() -> None:
         return
     if sys.argv[1:2] == ["matrix"]:
         matrix(vms="--no-vm" not in sys.argv)
+        return
+    if sys.argv[1:2] == ["plugin"]:
+        plugin(int(sys.argv[2]) if len(sys.argv) > 2 else 3)
         return
     repeat = int(sys.argv[1]) if len(sys.argv) > 1 else 10
     print("time to verdict (one module, all checks, sandbox):")
@@ -165,6 +171,33 @@ def matrix(vms: bool) -> None:
             print(f"  {where:22} {name:13} {verdict}")
     if "vagrant" in took:
         print(f"VMs / root filesystems: {took['vagrant'] / took['rootfs']:.1f}x")
+
+
+def plugin(runs: int) -> None:
+    """The same two modules' 44 checks through each front end, from a fresh process each time."""
+    manifests = [str(MODULES / n / "module.toml") for n in ("clab", "golab")]
+    for n in manifests:
+        ensure_built(load(n))
+    pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *manifests]
+    ways = {
+        "nsslab run --expect": [sys.executable, "-m", "lab.cli", "run", "--expect", "-q", *manifests],
+        "pytest": pytest,
+        "pytest -n 2 --dist loadgroup": [*pytest, "-n", "2", "--dist", "loadgroup"],
+        "pytest -n 2": [*pytest, "-n", "2"],
+    }
+    print("clab + golab, 44 checks, sandbox, from a fresh process:")
+    for way, argv in ways.items():
+        took, said = [], ""
+        for _ in range(runs):
+            with tempfile.TemporaryDirectory(prefix="nsslab-bench-") as tmp:
+                started = time.monotonic()
+                where = "--report-dir" if "lab.cli" in argv else "--nss-report-dir"
+                done = subprocess.run(
+                    [*argv, where, tmp], capture_output=True, text=True, timeout=900, cwd=tmp
+                )
+                took.append(time.monotonic() - started)
+            said = f"rc {done.returncode}; " + (done.stdout.strip().splitlines() or [""])[-1].strip("= ")
+        print(f"  {way:30} {figures(took)}  ({said})")
 
 
 def caller_checks(runs: int) -> None:
