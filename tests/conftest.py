@@ -10,6 +10,18 @@ from lab.runner import ModuleReport, run_module
 pytest_plugins = ["pytester"]  # tests/e2e/test_plugin.py runs the plugin as an author would
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = ROOT / "nss_modules"
+# the machine's caches (root filesystems, boxes, .debs, Go's build cache), as seen before
+# pytester points HOME at its own directory
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+
+
+@pytest.fixture(autouse=True)
+def _machine_caches_for_pytester(request, monkeypatch):
+    """A pytest run that pytester starts uses this machine's caches: with HOME in its tmp dir
+    it would debootstrap its own root filesystems (45 s each) and rebuild Go from nothing."""
+    if "pytester" in request.fixturenames:
+        monkeypatch.setenv("XDG_CACHE_HOME", str(CACHE))
+        monkeypatch.setenv("NSSLAB_CACHE", os.environ.get("NSSLAB_CACHE", str(CACHE / "nsslab")))
 
 
 def pytest_collection_modifyitems(config, items):

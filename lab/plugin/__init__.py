@@ -26,13 +26,12 @@ from lab.errors import LabError
 from lab.module import load
 from lab.plugin.fixtures import _nsslab_pair, nss_host, nss_lab
 from lab.plugin.items import CheckItem, ManifestFile, group_of, is_library, is_manifest, judge, machine_wide
-from lab.plugin.lab import LAB, Lab, Options, trap, untrap
+from lab.plugin.lab import LAB, Lab, Options
 from lab.results import ModuleReport
 from lab.targets import expand, shown
 
 __all__ = ["_nsslab_pair", "nss_host", "nss_lab"]  # fixtures: pytest finds them in this module
 WORKERS = pytest.StashKey[dict]()  # the xdist controller: what the workers' Labs sent back
-SIGNALS = pytest.StashKey[dict]()
 
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
@@ -98,15 +97,16 @@ def pytest_configure(config: pytest.Config) -> None:
         prefetch = not distributed
     config.stash[LAB] = Lab(options, prefetch)
     config.stash[WORKERS] = {"reports": [], "errors": []}
-    config.stash[SIGNALS] = trap()  # every process: a worker may be sent SIGTERM itself
+    if options.modules:  # named: the lab has work here (a worker may be sent SIGTERM itself)
+        config.stash[LAB].arm()
     for path in options.modules:  # --nss-module's checks are collected like a manifest named on the line
         if path not in explicit(config):
             config.args.append(path)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if SIGNALS in config.stash:
-        untrap(config.stash[SIGNALS])
+    if LAB in config.stash:
+        config.stash[LAB].disarm()
 
 
 def read_options(config: pytest.Config) -> Options:

@@ -53,10 +53,22 @@ class Lab:
     reported: set[Key] = field(default_factory=set)  # modules whose check items ran here
     shown: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)  # the progress display
     swept: bool = False
+    signals: dict[int, Any] | None = None  # the handlers trap() replaced, once armed
+
+    def arm(self) -> None:
+        """SIGTERM unwinds like Ctrl-C from now on (only once the lab has work in this run:
+        a pytest run of someone else's tests keeps its signals as they were)."""
+        if self.signals is None:
+            self.signals = trap()
+
+    def disarm(self) -> None:
+        untrap(self.signals or {})
+        self.signals = None
 
     def session(self, path: str, spec: str) -> ModuleSession:
         """PATH's session on SPEC, installed (the module installed there before is removed)."""
         key = (path, spec)
+        self.arm()
         if not self.swept:  # before the first install: what a killed run left goes
             self.swept = True
             for line in state.sweep():

@@ -6,6 +6,7 @@ dirs, its mount table, its process table)."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -100,3 +101,31 @@ def test_a_container_is_entered_by_pid_and_left_untouched(host, tmp_path):
 def test_an_unknown_pid_is_one_line(tmp_path):
     rc, doc = run(tmp_path, "--target", "container://999999999", str(MODULES / "clab"))
     assert rc == 1 and "no process 999999999 to enter" in doc["modules"][0]["error"]
+
+
+def test_the_plugin_spreads_targets_over_xdist_workers_and_the_host_is_left_untouched(host, pytester):
+    """How a run outgrows one machine: `--dist loadgroup`, one worker per module and target,
+    an ssh host one of them; no scheduler of the lab's own."""
+    from xml.etree import ElementTree as ET
+
+    before = state(host)
+    junit = pytester.path / "junit.xml"
+    result = pytester.runpytest_subprocess(
+        str(MODULES / "clab" / "module.toml"), "--nss-target", "sandbox", "--nss-target", host.spec,
+        "-n", "2", "--dist", "loadgroup", "-v", "-k", "elf or lookup or fork-child",
+        f"--junitxml={junit}", "-p", "no:cacheprovider", timeout=300,
+    )  # fmt: skip
+    assert result.ret == 0, result.stdout.str()[-3000:]
+    where = {}
+    for case in ET.parse(junit).iter("testcase"):
+        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        assert props["status"] == "pass", case.get("name")
+        where.setdefault(props["target"], set()).add(case.get("name").split("[")[0])
+    ssh = f"ssh://root@127.0.0.1:{host.port}"
+    assert where == {"sandbox": {"elf", "lookup", "fork-child"}, ssh: {"elf", "lookup", "fork-child"}}
+    workers: dict[str, set[str]] = {}
+    for line in result.stdout.lines:
+        if m := re.match(r"\[(gw\d)\] .*::clab::[\w-]+\[([^\]]+)\]", line):
+            workers.setdefault(m[2], set()).add(m[1])
+    assert set(workers) == {"sandbox", ssh} and all(len(w) == 1 for w in workers.values()), workers
+    assert settled(lambda: state(host), before) == before
