@@ -224,6 +224,10 @@ class Plain(Tracking):
             except (OSError, ValueError):  # stderr closed or gone: progress is not worth failing for
                 pass
 
+    def logged(self, key: str) -> bool:
+        """Whether KEY's heartbeats are written (Plain: every key's)."""
+        return True
+
     def said_phase(self, key: str, text: str) -> None:
         self.line(f"{key}: {text}")
 
@@ -238,7 +242,7 @@ class Plain(Tracking):
         with self.lock:
             now = self.clock()
             for key, a in self.active.items():
-                if (a.phase or a.running) and now - a.said >= self.heartbeat:
+                if self.logged(key) and (a.phase or a.running) and now - a.said >= self.heartbeat:
                     a.said = now
                     if a.running:
                         due.append(f"{key}: still running {a.doing(now)} {a.count()}".rstrip())
@@ -260,14 +264,17 @@ class Steps(Plain):
         with self.writing:
             self.write(text)
 
+    def logged(self, key: str) -> bool:
+        return " on " not in key  # a target's own step, not a module's install or its checks
+
     def said_phase(self, key: str, text: str) -> None:
-        if " on " not in key:  # a target's own step, not a module's install or its checks
+        if self.logged(key):
             super().said_phase(key, text)
 
     def said_check(self, key: str, result: Any) -> None: ...
 
     def said_done(self, key: str, summary: str) -> None:
-        if " on " not in key:
+        if self.logged(key):
             super().said_done(key, summary)
 
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 
-from lab import progress
 from lab.errors import LabError
 from lab.module import load
 from lab.plugin.fixtures import _nsslab_pair, nss_host, nss_lab
@@ -215,12 +214,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Long target steps (a VM booting, a root being built) as lines between pytest's own,
-    unless -q: the items say each check themselves. xdist workers' output is not shown."""
+    """Long target steps (a VM booting, a root being built) will be lines between pytest's
+    own, unless -q (the items say each check themselves; xdist workers' output is not shown),
+    from when the lab has work (Lab.arm)."""
     config = session.config
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter and config.get_verbosity() >= 0 and not hasattr(config, "workerinput"):
-        config.stash[LAB].shown.enter_context(progress.shown(progress.Steps(reporter.write_line)))
+        lab = config.stash[LAB]
+        lab.say = reporter.write_line
+        if lab.signals is not None:  # armed at configure (modules were named): the lines too
+            lab.arm()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from lab import progress
 from lab.checks import GATES
 from lab.errors import LabError
 from lab.report.evidence import write_check
@@ -54,12 +56,17 @@ class Lab:
     shown: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)  # the progress display
     swept: bool = False
     signals: dict[int, Any] | None = None  # the handlers trap() replaced, once armed
+    say: Callable[[str], None] | None = None  # where a target's long steps are told (see arm)
 
     def arm(self) -> None:
-        """SIGTERM unwinds like Ctrl-C from now on (only once the lab has work in this run:
-        a pytest run of someone else's tests keeps its signals as they were)."""
+        """From now on SIGTERM unwinds like Ctrl-C, and a target's long steps (a VM booting, a
+        root being built) are told between pytest's lines: only once the lab has work in this
+        run, so a pytest run of someone else's tests keeps its signals and output as they were."""
         if self.signals is None:
             self.signals = trap()
+        if self.say:  # once
+            self.shown.enter_context(progress.shown(progress.Steps(self.say)))
+            self.say = None
 
     def disarm(self) -> None:
         untrap(self.signals or {})

@@ -305,3 +305,11 @@ def test_steps_for_pytest_say_only_a_targets_long_steps():
     sink.phase("rootfs://debian11", "debootstrapping debian11")
     sink.done("rootfs://debian11", "done")
     assert said == ["rootfs://debian11: debootstrapping debian11", "rootfs://debian11: done"]
+    said.clear()
+    beats = progress.Steps(said.append, heartbeat=0)  # every tick is due
+    beats.phase(KEY, "installing")
+    beats.check_started(KEY, "fork-child")
+    beats.phase("vagrant://debian12", "booting VM")
+    beats.tick()  # a module's check running long is pytest's to show, not a line of ours
+    assert said == ["vagrant://debian12: booting VM"] + [s for s in said[1:] if s.startswith("vagrant://")]
+    assert len(said) == 2 and said[1].startswith("vagrant://debian12: still booting VM")
