@@ -36,6 +36,7 @@ from lab.boxes import PLATFORMS
 from lab.checks import ORDER, REGISTRY
 from lab.errors import LabError
 from lab.forensics import CAUSES, OBSERVED
+from lab.report import writable
 from lab.report.evidence import write_evidence
 from lab.report.html import write_html
 from lab.report.machine import write_json, write_junit
@@ -204,6 +205,7 @@ def command(argv: list[str] | None) -> int:
 
     modules = args.modules or [str(BUILTIN / name) for name in DEMO]
     expect_mode = args.expect or not args.modules
+    writable(args.json, args.junit, args.html)
     for line in state.sweep():  # a killed run's leftovers must not hold what this run needs
         print(f"nsslab: removed what a killed run left: {line}", file=sys.stderr)
     targets = [one for spec in args.target or ["sandbox"] for one in expand(spec)]

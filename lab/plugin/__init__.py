@@ -26,6 +26,7 @@ from lab.module import load
 from lab.plugin.fixtures import _nsslab_pair, nss_host, nss_lab
 from lab.plugin.items import CheckItem, ManifestFile, group_of, is_library, is_manifest, judge, machine_wide
 from lab.plugin.lab import LAB, Lab, Options
+from lab.report import writable
 from lab.results import ModuleReport
 from lab.targets import expand, shown
 
@@ -77,6 +78,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "xdist_group(name): pytest-xdist's, set on the lab's items")
     try:
         options = read_options(config)
+        writable(options.html)
     except LabError as e:
         raise pytest.UsageError(f"nsslab: {e}") from None
     tx = config.getoption("tx", None)
@@ -246,7 +248,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if lab.options.html:
         from lab.report.html import write_html
 
-        write_html(all_reports(config), lab.options.html)
+        try:
+            write_html(all_reports(config), lab.options.html)
+        except LabError as e:  # one line, and the run fails: the report was asked for
+            reporter.write_line(f"nsslab: {e}", red=True) if reporter else print(f"nsslab: {e}")
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's: a worker ended, with what its Lab sent

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from lab.report import save
 from lab.results import CheckResult, ModuleReport
 
 
@@ -26,7 +27,7 @@ def write_check(report: ModuleReport, c: CheckResult, directory: Path) -> list[P
     if c.evidence and "file" not in c.evidence:
         path = where / f"{safe(c.id)}.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render(report, c))
+        save(path, render(report, c))
         c.evidence["file"] = str(path)
         written.append(path)
     return written
@@ -39,7 +40,7 @@ def write_scripts(c: CheckResult, where: Path) -> list[Path]:
     for name, text in c.scripts.items():
         path = where / f"{safe(c.id)}-{safe(name)}"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        save(path, text)
         path.chmod(0o755)
         paths.append(path)
         c.reproduce = c.reproduce.replace(f"{{{name}}}", str(path)) if c.reproduce else f"python3 {path}"

@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from lab.forensics.gdb import FRAME, GOROUTINE, THREAD
+from lab.report import save
 from lab.results import IMPACT_CLASS, SEVERITY, CheckResult
 from lab.runner import ModuleReport
 
@@ -137,4 +138,4 @@ def render_html(reports: list[ModuleReport]) -> str:
 
 
 def write_html(reports: list[ModuleReport], path: Path) -> None:
-    path.write_text(render_html(reports), encoding="utf-8")
+    save(path, render_html(reports))

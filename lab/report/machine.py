@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+from lab.report import save
 from lab.runner import ModuleReport
 
 
@@ -30,7 +31,7 @@ def as_dict(reports: list[ModuleReport]) -> dict:
 
 
 def write_json(reports: list[ModuleReport], path: Path) -> None:
-    path.write_text(json.dumps(as_dict(reports), indent=2, default=str) + "\n")
+    save(path, json.dumps(as_dict(reports), indent=2, default=str) + "\n")
 
 
 def write_junit(reports: list[ModuleReport], path: Path) -> None:
@@ -58,4 +59,4 @@ def write_junit(reports: list[ModuleReport], path: Path) -> None:
                         *(c.evidence.get("frames") or []),
                     ]
                 failure.text = "\n".join(lines)
-    ET.ElementTree(suites).write(path, encoding="unicode", xml_declaration=True)
+    save(path, ET.tostring(suites, encoding="unicode", xml_declaration=True))

@@ -5,6 +5,7 @@ or a reason wrapped over lines reads the same as before."""
 from __future__ import annotations
 
 import io
+import re
 
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.padding import Padding
@@ -23,6 +24,16 @@ STYLE = {
     "error": "red",
     "skip": "dim",
 }
+
+
+# Control characters a module's output may carry (an ESC sequence in a gecos, a daemon's log):
+# shown as \xNN, never sent to the terminal, which would obey them. Tab and newline stay.
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+WORD_CAP = 200  # a word longer than this (a 50 kB token) is folded: no row is padded to its width
+
+
+def visible(text: str) -> str:
+    return CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
 
 
 def details(c) -> list[str]:
@@ -47,19 +58,21 @@ class ModuleTable:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         r = self.report
-        head = Text(f"{r.name}  [{r.library}]  on {r.target}: ")
+        head = Text(visible(f"{r.name}  [{r.library}]  on {r.target}: "))
         head.append(r.verdict.upper(), style=STYLE.get(r.verdict, ""))
         head.append(f" ({r.seconds:.1f} s)")
         yield head
         if r.error:
-            yield Text(f"  error: {r.error}")
+            yield Text(visible(f"  error: {r.error}"))
             yield Text("")
             return
-        reasons = [Text("\n".join([c.reason, *details(c)])) for c in r.checks]
+        reasons = [Text(visible("\n".join([c.reason, *details(c)]))) for c in r.checks]
         # A word is never split (a reproducer's path must paste back whole): the reason column
-        # is at least as wide as the longest word, the table wider than the screen if need be.
-        longest = max((len(w) for t in reasons for w in t.plain.split()), default=0)
+        # is at least as wide as the longest word, the table wider than the screen if need be;
+        # on a terminal only up to its width (else every row wraps), and never past WORD_CAP.
         fixed = 2 + 16 + 7 + 8 + 2  # the indent; check, status, time, each with the gap after it; 2 gaps
+        cap = max(options.max_width - fixed, 40) if console.is_terminal else WORD_CAP
+        longest = min(max((len(w) for t in reasons for w in t.plain.split()), default=0), cap)
         table = Table(
             box=None, padding=(0, 1, 0, 0), show_edge=False, width=max(options.max_width, fixed + longest)
         )
@@ -75,8 +88,10 @@ class ModuleTable:
         for svc in r.services:  # the backend the answers came from, and how it ended
             said = " | ".join((svc.get("tail") or "").splitlines()[-2:])  # whole lines, the last two
             yield Text(
-                f"  service {svc['name']}: ready in {svc.get('ready_seconds')} s, "
-                f"stopped (exit {svc.get('exit')}); log tail: {said or 'empty'}"
+                visible(
+                    f"  service {svc['name']}: ready in {svc.get('ready_seconds')} s, "
+                    f"stopped (exit {svc.get('exit')}); log tail: {said or 'empty'}"
+                )
             )
         yield Text("")  # a blank line before the next module's
 

@@ -75,3 +75,37 @@ def test_a_module_that_never_ran_gets_its_error_line():
         "armlab  [/x/libnss_armlab.so.2]  on sandbox: ERROR (0.0 s)",
         "  error: built for EM_AARCH64",
     ]
+
+
+def test_control_characters_a_module_sends_are_shown_not_obeyed():
+    """A gecos or a daemon's log with terminal escapes: the table shows them as \\xNN."""
+    r = report()
+    r.checks[0] = CheckResult("pass", "name evil\x1b[2J\x1b]0;owned\x07 and\r a CR", id="load")
+    r.services[0]["tail"] = "log\x1b[7;99mred"
+    for text in (render(r, width=100), rendered_on_a_terminal(r, 100)):
+        assert "\x1b[2J" not in text and "\x07" not in text and "\r" not in text and "\x1b[7;99m" not in text
+        assert "\\x1b[2J\\x1b]0;owned\\x07" in text and "\\x1b[7;99mred" in text.replace("\n", "")
+
+
+def rendered_on_a_terminal(r: ModuleReport, width: int) -> str:
+    out = io.StringIO()
+    tty = console(out, tty=True)
+    tty.width = width
+    write(tty, table(r))
+    return out.getvalue()
+
+
+def test_a_huge_word_does_not_pad_every_row_to_its_width():
+    r = report()
+    r.checks[0] = CheckResult("pass", "x" * 50_000, id="load")
+    longest = max(len(line) for line in render(r, width=100).splitlines())
+    assert longest < 300  # folded past 200 characters, not one 50,000-column table
+    r.checks[0] = CheckResult("pass", "p/" * 45, id="load")  # 90 characters on an 80-column terminal
+    plain = [line for line in rendered_on_a_terminal(r, 80).splitlines() if "lookup" in line]
+    assert plain and all(len(strip_ansi(line)) <= 80 for line in plain)
+
+
+def strip_ansi(text: str) -> str:
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
