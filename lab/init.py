@@ -147,7 +147,8 @@ def shadow_names(ctx: Context, timeout: float) -> list[str]:
             f"{ctx.module.name}: `{' '.join(argv)}` exited {done.rc} while listing shadow; "
             "no manifest written"
         )
-    names = [line.split(":", 1)[0] for line in done.stdout.splitlines() if line.strip()]
+    # a shadow line has nine fields: anything else on stdout (a module's banner) is no name
+    names = [line.split(":", 1)[0] for line in done.stdout.splitlines() if line.count(":") == 8]
     # the target's own /etc/shadow names are left out, as its /etc/passwd entries are
     local = {line.split(":", 1)[0] for line in ctx.target.run(["cat", "/etc/shadow"]).stdout.splitlines()}
     return [n for n in names if n not in local]
@@ -317,6 +318,8 @@ def init_module(
     output = output or (Path("module.toml") if system_library(library) else library.parent / "module.toml")
     if output.is_dir():
         output = output / "module.toml"
+    if output.suffix != ".toml":  # `nsslab run` reads anything else as a library
+        raise LabError(f"{output}: a manifest's name ends in .toml")
     if output.exists() and not force:
         raise LabError(f"{output} exists; --force overwrites it")
     if not output.parent.is_dir():
@@ -375,7 +378,7 @@ def write_checked(text: str, output: Path, found: Found) -> None:
     entries found (a writer bug must not leave a manifest that says something else)."""
     scratch = output.with_name(f".{output.stem}.init-{os.getpid()}.toml")  # same dir: same relative paths
     try:
-        scratch.write_text(text)
+        scratch.write_text(text, encoding="utf-8")  # TOML is UTF-8, whatever the locale
         tomllib.loads(text)
         back = load(scratch)
         if back.users != found.users or back.groups != found.groups:

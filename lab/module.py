@@ -126,7 +126,7 @@ def read_manifest(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     """The manifest's table; `extends = "../clab/module.toml"` takes every key it does not
     set from that manifest ([files] sources stay relative to the file that names them)."""
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))  # TOML is UTF-8, whatever the locale
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise LabError(f"{path}: not a valid manifest: {e}") from None
     except OSError as e:

@@ -4,6 +4,7 @@ that hangs or crashes, and an existing manifest are one line and exit 1, nothing
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -280,3 +281,20 @@ def test_a_system_library_gets_its_manifest_in_the_current_directory(tmp_path):
     data = tomllib.loads((tmp_path / "module.toml").read_text())
     assert data["library"] == str(library) and data["name"] == "compat"
     assert load(tmp_path / "module.toml").library == library
+
+
+@pytest.mark.sandbox
+def test_a_module_that_prints_on_stdout_gets_no_banner_taken_for_a_name(tmp_path):
+    """stdoutlab (clab printing a debug line per lookup): the shadow names are clab's three,
+    and a manifest named other than *.toml is refused (`nsslab run` would read it as a library)."""
+    library = built_copy(tmp_path, "stdoutlab")
+    db = f"/etc/clab.db={MODULES / 'clab' / 'users.db'}"
+    line = one_line_error(nsslab("init", str(library), "--file", db, "--output", str(tmp_path / "m.txt")))
+    assert line.endswith("m.txt: a manifest's name ends in .toml")
+    done = nsslab("init", str(library), "--file", db)
+    assert done.returncode == 0, done.stderr
+    want = sorted(s["name"] for s in tomllib.loads((MODULES / "clab" / "module.toml").read_text())["shadow"])
+    assert f", {len(want)} shadow names" in done.stdout
+    text = (tmp_path / "module.toml").read_text()
+    [said] = [line for line in text.splitlines() if line.startswith("# shadow: the module lists")]
+    assert sorted(json.loads(said.split("name(s): ", 1)[1].rstrip("."))) == want
