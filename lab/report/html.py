@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from lab.forensics.gdb import FRAME, GOROUTINE, THREAD
+from lab.forensics.gdb import CURRENT, FRAME, GOROUTINE, THREAD
 from lab.report import save
 from lab.results import IMPACT_CLASS, SEVERITY, CheckResult
 from lab.runner import ModuleReport
@@ -23,6 +23,8 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 # that is not the stack the cause is read from): "[goroutine 17: |thread 4242: ]#N func[ at
 # file:line][ [lib]]". The stack, number, function and file:line pin it to one backtrace line.
 PROOF = re.compile(r"^(?:(goroutine|thread) (\d+): )?#(\d+) (.+?)(?: at (\S+))?(?: \[[^\]]*\])?$")
+# A crash re-run names the thread that got the signal: 'Thread 1 "python3" received signal SIGABRT'.
+SIGNALLED = re.compile(r'^Thread (\d+)(?: "[^"]*")? received signal ')
 
 Key = tuple[int, str, str]  # frame number, function, file:line (base name)
 Scope = tuple[str, int] | None  # ("thread", LWP) or ("goroutine", id); None: outside any stack
@@ -41,6 +43,8 @@ class Matrix:
     """One module on several targets: a row per target, a column per check."""
 
     module: str
+    library: str
+    targets: int  # distinct targets
     checks: list[str]
     rows: list[tuple[int, ModuleReport, dict[str, CheckResult]]]  # report index, report, checks by id
 
@@ -59,10 +63,13 @@ def backtrace(text: str, frames: list[str]) -> list[Segment]:
     """gdb's text line by line, each line that is one of FRAMES named with it. A frame that
     names its stack matches there only; the unnamed ones come from a single thread, so they
     are marked in the one thread stack that holds most of them (another thread parked in the
-    same futex call is not the proof)."""
+    same futex call is not the proof). On a tie gdb's current thread (the one that got the
+    signal) is it; if that does not settle it, none of the tied stacks is marked."""
     segments: list[Segment] = []
     stacks: dict[Scope, list[tuple[int, int, Key]]] = {}  # scope -> (segment, line, key) of its frames
     scope: Scope = None
+    numbers: dict[int, Scope] = {}  # gdb's thread number -> its stack
+    current: int | None = None  # gdb's thread number of its current thread
     in_maps = False
     for line in text.splitlines():
         in_maps = in_maps or line == "nsslab-maps-begin"
@@ -72,8 +79,11 @@ def backtrace(text: str, frames: list[str]) -> list[Segment]:
         if in_maps:  # addresses, not frames
             in_maps = line != "nsslab-maps-end"
             continue
-        if m := THREAD.match(line):
+        if m := CURRENT.match(line) or SIGNALLED.match(line):
+            current = int(m.group(1))
+        elif m := THREAD.match(line):
             scope = ("thread", next((int(g) for g in m.groups()[1:] if g), int(m.group(1))))
+            numbers[int(m.group(1))] = scope
         elif m := GOROUTINE.match(line):
             scope = ("goroutine", int(m.group(1)))
         elif m := FRAME.match(line):
@@ -82,11 +92,14 @@ def backtrace(text: str, frames: list[str]) -> list[Segment]:
             stacks.setdefault(scope, []).append((len(segments) - 1, len(segments[-1].lines) - 1, key))
     wanted = proof_keys(frames)
     unnamed = {key: frame for frame, (where, key) in wanted.items() if where is None}
-    threads = [s for s in stacks if s is None or s[0] == "thread"]
-    best = max(threads, key=lambda s: sum(k in unnamed for *_, k in stacks[s]), default=None)
+    held = {s: sum(k in unnamed for *_, k in stacks[s]) for s in stacks if s is None or s[0] == "thread"}
+    top = [s for s, n in held.items() if n and n == max(held.values())]
+    if len(top) > 1:  # a tie: gdb's current thread is the proof's, or no guess is made
+        top = [numbers[current]] if current in numbers and numbers[current] in top else []
+    best = set(top)  # the one stack the unnamed frames are marked in, if any
     for where, found in stacks.items():
         named = {key: frame for frame, (w, key) in wanted.items() if w == where}
-        if where == best:
+        if where in best:
             named = unnamed | named
         for seg, i, key in found:
             if key in named:
@@ -94,18 +107,40 @@ def backtrace(text: str, frames: list[str]) -> list[Segment]:
     return segments
 
 
+def frames_for(evidence: dict, pid) -> list[str]:
+    """The proving frames to mark in process PID's backtrace: the diagnosis read one process
+    (its pid in the evidence) and its frames are that one's; with no pid named, any process."""
+    frames = evidence.get("frames") or []
+    return frames if evidence.get("pid") is None or evidence.get("pid") == pid else []
+
+
+def located(evidence: dict) -> set[str]:
+    """The proving frames that stand marked in some gdb text the page shows for EVIDENCE."""
+    raw = evidence.get("raw") or {}
+    texts = [
+        ((p.get("gdb") or {}).get("text", ""), frames_for(evidence, p.get("pid")))
+        for p in raw.get("processes", [])
+    ]
+    texts.append((raw.get("text", ""), evidence.get("frames") or []))
+    return {
+        proof for text, frames in texts for seg in backtrace(text, frames) for _, proof in seg.lines if proof
+    }
+
+
 def matrices(reports: list[ModuleReport]) -> list[Matrix]:
-    """A matrix for each module that ran on more than one target, checks in the order run."""
-    by_module: dict[str, list[int]] = {}
+    """A matrix for each module (name and library: two builds of one module are two) that ran
+    on more than one target, checks in the order run."""
+    by_module: dict[tuple[str, str], list[int]] = {}
     for i, r in enumerate(reports):
-        by_module.setdefault(r.name, []).append(i)
+        by_module.setdefault((r.name, r.library), []).append(i)
     out = []
-    for name, indexes in by_module.items():
-        if len({reports[i].target for i in indexes}) < 2:
+    for (name, library), indexes in by_module.items():
+        targets = len({reports[i].target for i in indexes})
+        if targets < 2:
             continue
         checks = list(dict.fromkeys(c.id for i in indexes for c in reports[i].checks))
         rows = [(i, reports[i], {c.id: c for c in reports[i].checks}) for i in indexes]
-        out.append(Matrix(name, checks, rows))
+        out.append(Matrix(name, library, targets, checks, rows))
     return out
 
 
@@ -125,6 +160,8 @@ def render_html(reports: list[ModuleReport]) -> str:
         lstrip_blocks=True,
     )
     env.globals["backtrace"] = backtrace
+    env.globals["frames_for"] = frames_for
+    env.globals["located"] = located
     started = min((r.started for r in reports), default=datetime.now(UTC).timestamp())
     return env.get_template("report.html.j2").render(
         reports=reports,

@@ -4,6 +4,8 @@ marks in gdb's backtrace every frame the diagnosis rests on (runtime.futex and o
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from lab.report.html import write_html
@@ -49,8 +51,14 @@ def test_golab_hang_evidence_marks_its_proving_frames(page, record_property):
     assert details.get_attribute("open") is None and marks and not any(m.is_displayed() for m in marks)
     details.find_element("css selector", "summary").click()
     assert all(m.is_displayed() for m in marks)
-    # every proving frame the diagnosis names stands marked in gdb's own text, and only those
-    assert {m.get_attribute("data-frame") for m in marks} == set(fork.evidence["frames"])
+    # every proving frame the diagnosis names stands marked once in gdb's own text of the process
+    # the diagnosis read, and only those: no other process has a mark
+    pid = fork.evidence.get("pid")
+    assert pid is not None, fork.evidence
+    own = details.find_elements("css selector", f"div.process[data-pid='{pid}'] mark.proof")
+    assert Counter(m.get_attribute("data-frame") for m in own) == Counter(fork.evidence["frames"])
+    assert len(own) == len(marks)
+    assert not details.find_elements("css selector", "ol.frames li.unlocated")
     for m in marks:
         function = m.get_attribute("data-frame").split(": ")[-1].split()[1]  # "#N func at …"
         assert f"{function} (" in m.text, (function, m.text)  # gdb: "#N  [0x… in ]func (args) at …"

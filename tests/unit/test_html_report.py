@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from lab.report.html import backtrace, render_html, write_html
+from lab.report.html import backtrace, render_html, version, write_html
 from lab.results import CheckResult
 from lab.runner import ModuleReport
 from tests.browser import chromium, screenshot
@@ -160,6 +160,103 @@ def test_backtrace_marks_each_proof_frame_on_its_own_stack():
     assert marks(GDB, []) == {}  # no claim, no mark
 
 
+# Two threads parked in the same futex call: the same count of the proof's unnamed frames.
+TIE = """  Id   Target Id                                   Frame
+  1    Thread 0x7f1e4cb402c0 (LWP 4242) "python3" 0x00007f1e4c48d923 in runtime.futex ()
+* 2    Thread 0x7f1e4cb40700 (LWP 4243) "python3" 0x00007f1e4c48d923 in runtime.futex ()
+
+Thread 2 (Thread 0x7f1e4cb40700 (LWP 4243) "python3"):
+#0  0x00007f1e4c48d923 in runtime.futex () at /go/src/runtime/sys_linux_amd64.s:560
+Thread 1 (Thread 0x7f1e4cb402c0 (LWP 4242) "python3"):
+#0  0x00007f1e4c48d923 in runtime.futex () at /go/src/runtime/sys_linux_amd64.s:560
+"""
+
+
+def test_a_tie_goes_to_gdbs_current_thread_or_is_not_marked():
+    tie = TIE.splitlines()
+    assert marks(TIE, FRAMES[:1]) == {5: FRAMES[0]}  # '* 2': thread 2 (listed first here)
+    current_is_1 = TIE.replace("  1    Thread", "* 1    Thread").replace("* 2    Thread", "  2    Thread")
+    assert marks(current_is_1, FRAMES[:1]) == {7: FRAMES[0]}  # thread 1, though listed second
+    assert marks("\n".join(tie[3:]), FRAMES[:1]) == {}  # no current thread named: no guess
+    # a crash re-run names the thread that got the signal
+    signalled = 'Thread 1 "python3" received signal SIGABRT, Aborted.\n' + "\n".join(tie[3:])
+    assert marks(signalled, FRAMES[:1]) == {5: FRAMES[0]}
+
+
+def two_processes_evidence(pid: int | None) -> dict:
+    """The diagnosis read process 4242 (PID); its parent 4200 froze the same way."""
+    evidence = hang_evidence() | {"pid": pid}
+    child = evidence["raw"]["processes"][0]
+    parent = {**child, "pid": 4200, "parent": {}, "gdb": {"text": GDB, "seconds": 0.9}}
+    evidence["raw"] = {"processes": [child, parent]}
+    return evidence
+
+
+def evidence_page(driver, tmp_path, evidence: dict):
+    report = ModuleReport("gohang", "nss_modules/gohang/libnss_gohang.so.2", "sandbox")
+    report.checks = [CheckResult("hang", "never returned", evidence=evidence, id="fork-child")]
+    write_html([report], tmp_path / "evidence.html")
+    load(driver, tmp_path / "evidence.html")
+    return driver.find_element("css selector", "details.evidence")
+
+
+def marked_by_pid(details) -> dict[str, list[str]]:
+    return {
+        p.get_attribute("data-pid"): [
+            m.get_attribute("data-frame") for m in p.find_elements("css selector", "mark.proof")
+        ]
+        for p in details.find_elements("css selector", "div.process")
+    }
+
+
+def test_proof_is_marked_only_in_the_process_the_diagnosis_read(driver, tmp_path):
+    details = evidence_page(driver, tmp_path, two_processes_evidence(4242))
+    want = [MARKED[i] for i in sorted(MARKED)]
+    assert marked_by_pid(details) == {"4242": want, "4200": []}
+    # an evidence that names no process: marked wherever it stands, as before
+    details = evidence_page(driver, tmp_path, two_processes_evidence(None))
+    assert marked_by_pid(details) == {"4242": want, "4200": want}
+
+
+def test_a_proving_frame_not_in_gdbs_text_is_shown_as_such(driver, tmp_path):
+    missing = f"#3 main._nss_gohang_getpwnam_r at main.go:999 {LIB}"
+    evidence = hang_evidence()
+    evidence["frames"] = [*FRAMES, missing]
+    details = evidence_page(driver, tmp_path, evidence)
+    details.find_element("css selector", "summary").click()
+    items = details.find_elements("css selector", "ol.frames li")
+    assert [(i.get_attribute("class"), i.find_element("css selector", "code.frame").text) for i in items] == [
+        ("located", FRAMES[0]),
+        ("located", FRAMES[1]),
+        ("located", FRAMES[2]),
+        ("unlocated", missing),
+    ]
+    assert items[-1].text == f"{missing} (not located in gdb's text)" and items[-1].is_displayed()
+    assert all("not located" not in i.text for i in items[:-1])
+
+
+def test_evidence_with_missing_keys_renders():
+    minimal = ModuleReport("a", "x", "sandbox")
+    minimal.checks = [CheckResult("hang", "stuck", evidence={"cause": "x", "explanation": "y"}, id="one")]
+    sparse = ModuleReport("b", "y", "sandbox")
+    sparse.checks = [
+        CheckResult(
+            "hang",
+            "stuck",
+            evidence={
+                "cause": "x",
+                "explanation": "y",
+                "raw": {"processes": [{}, {"pid": 7, "parent": {"alive": True}, "tasks": [{}]},
+                                      {"pid": 8, "gdb": {"same_as": {"step": "s"}}}]},
+            },
+            id="two",
+        )
+    ]  # fmt: skip
+    sparse.services = [{}]
+    html = render_html([minimal, sparse])
+    assert "cause: x" in html and 'data-pid="7"' in html and "taken in step s from pid ?" in html
+
+
 def test_modules_and_check_statuses_are_in_the_dom(driver, report_file):
     load(driver, report_file)
     modules = js(
@@ -174,7 +271,8 @@ def test_modules_and_check_statuses_are_in_the_dom(driver, report_file):
     assert modules == want
     summary = driver.find_element("id", "summary")
     assert (summary.get_attribute("data-passed"), summary.get_attribute("data-total")) == ("1", "4")
-    assert "1 of 4 modules passed" in summary.text and "nsslab " in summary.text
+    assert "1 of 4 modules passed" in summary.text
+    assert summary.get_attribute("data-version") == version() and f"nsslab {version()}" in summary.text
     row = driver.find_element("css selector", "#r2-fork-child")
     assert "getpwnam('pyama') in the child never returned" in row.text
     assert "a forked child never returns" in row.find_element("css selector", ".impact").text
@@ -246,6 +344,9 @@ def test_matrix_has_a_row_per_target_and_links_to_each_check(driver, report_file
         ["sandbox", {"load": "pass", "lookup": "pass", "go-runtime": ""}],
         ["rootfs://debian11", {"load": "pass", "lookup": "fail", "go-runtime": "skip"}],
     ]
+    assert driver.find_element("css selector", "section.matrix h2").text == (
+        "clab nss_modules/clab/libnss_clab.so.2 on 2 targets"
+    )
     for link in matrices[0].find_elements("css selector", "td[data-check] a"):
         cell = link.find_element("xpath", "..")
         target = driver.find_element("id", link.get_attribute("hash")[1:])
@@ -254,6 +355,29 @@ def test_matrix_has_a_row_per_target_and_links_to_each_check(driver, report_file
         assert target.get_attribute("data-target") == cell.find_element("xpath", "..").get_attribute(
             "data-target"
         )
+
+
+def test_two_builds_of_one_module_are_two_matrices(driver, tmp_path):
+    def run(library, target, status):
+        r = ModuleReport("x", library, target)
+        r.checks = [CheckResult(status, "", id="lookup")]
+        return r
+
+    builds = [run(lib, target, status) for target in ("sandbox", "rootfs://debian11")
+              for lib, status in (("a/libnss_x.so.2", "pass"), ("b/libnss_x.so.2", "fail"))]  # fmt: skip
+    builds += [run("c/libnss_x.so.2", "sandbox", "pass"), run("c/libnss_x.so.2", "sandbox", "pass")]
+    write_html(builds, tmp_path / "builds.html")
+    load(driver, tmp_path / "builds.html")
+    shown = js(
+        driver,
+        "return [...document.querySelectorAll('section.matrix')].map(s => [s.dataset.library,"
+        " s.querySelector('h2').textContent,"
+        " [...s.querySelectorAll('td[data-check]')].map(c => c.dataset.status)])",
+    )
+    assert shown == [
+        ["a/libnss_x.so.2", "x a/libnss_x.so.2 on 2 targets", ["pass", "pass"]],
+        ["b/libnss_x.so.2", "x b/libnss_x.so.2 on 2 targets", ["fail", "fail"]],
+    ]  # c ran twice on one target: no matrix
 
 
 def test_a_module_error_is_shown_as_such(driver, report_file):
