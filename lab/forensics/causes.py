@@ -226,7 +226,11 @@ def go_wait(report: GdbReport, module: Culprit) -> tuple[list[str], str] | None:
         chain = [f for f in s.frames if GO_CALLBACK.search(f.func) or f"_nss_{module.name}_" in f.func]
         if any(GO_CALLBACK.search(f.func) for f in chain):
             entry = entry_frame(s, module) or entry
-            frames += [f"goroutine {s.id}: {f}" if s.kind == "goroutine" else str(f) for f in chain]
+            # a frame of another stack than the parked one says which (the report marks it there)
+            where = f"goroutine {s.id}: " if s.kind == "goroutine" else ""
+            if s.kind == "thread" and s is not parked and s.tid:
+                where = f"thread {s.tid}: "
+            frames += [f"{where}{f}" for f in chain]
             return frames[: MAX_FRAMES + 4], entry
     if report.goroutines:
         return None  # goroutines were listed but none came from the module's entry: no proof

@@ -119,3 +119,36 @@ def test_parse_reads_threads_goroutines_maps_and_signal():
     assert segv.signal == 11 and segv.fault_address == 0
     go = parse(load("golab-fork-child")["raw"]["processes"][-1]["gdb"]["text"])
     assert go.goroutines and go.go["runtime_init_done"] == "1"
+
+
+GO_TWO_THREADS = """\
+Thread 2 (Thread 0x7f01 (LWP 901) "python3"):
+#0  0x00007f in __GI___poll () at poll.c:29
+#1  0x00007f in runtime.cgocallback () at /go/src/runtime/asm_amd64.s:994
+#2  0x00007f in crosscall2 () at _cgo_export.c:10
+#3  0x00007f in _nss_go_getpwnam_r () at _cgo_export.c:20
+
+Thread 1 (Thread 0x7f00 (LWP 900) "python3"):
+#0  0x00007f in runtime.futex () at /go/src/runtime/sys_linux_amd64.s:560
+#1  0x00007f in runtime.notesleep () at /go/src/runtime/lock_futex.go:160
+#2  0x00007f in runtime.stoplockedm () at /go/src/runtime/proc.go:2000
+"""
+
+
+def test_a_go_hang_names_the_c_callers_thread_so_every_proving_frame_is_found():
+    """No runtime-gdb.py (no goroutines): the parked runtime thread and the C thread that came
+    in through cgocallback are two stacks; the second one's frames say which, and the report
+    marks all six where they stand."""
+    from lab.forensics.causes import Culprit, go_wait
+    from lab.forensics.gdb import parse
+    from lab.report.html import backtrace
+
+    frames, entry = go_wait(parse(GO_TWO_THREADS), Culprit("go"))
+    assert entry == "_nss_go_getpwnam_r"
+    assert [f for f in frames if f.startswith("thread 901: ")] == [
+        "thread 901: #1 runtime.cgocallback at asm_amd64.s:994",
+        "thread 901: #2 crosscall2 at _cgo_export.c:10",
+        "thread 901: #3 _nss_go_getpwnam_r at _cgo_export.c:20",
+    ]
+    marked = [proof for seg in backtrace(GO_TWO_THREADS, frames) for _, proof in seg.lines if proof]
+    assert sorted(marked) == sorted(frames)  # each proving frame marked once
