@@ -97,7 +97,10 @@ def test_a_defect_no_real_caller_meets_is_a_warn_with_its_figures(lab_run):
     assert erange.status == "warn", erange.reason
     sweeps = erange.details["queries"]
     assert all(q["problems"]["status"]["largest"] == 0 for q in sweeps if q["problems"])
-    assert all(q["fitted"] <= q["needed"] + 8 for q in sweeps if q.get("fitted"))
+    # where the sweep tried every size up to the fit (not cut to a sample by its time budget
+    # on a loaded machine), the fit is within a few bytes of the answer's size
+    full = [q for q in sweeps if q.get("fitted") and q["tried"] > q["fitted"]]
+    assert full and all(q["fitted"] <= q["needed"] + 8 for q in full)
     assert erange.impact.startswith("no real caller")
 
 
