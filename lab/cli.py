@@ -28,7 +28,6 @@ import argparse
 import inspect
 import signal
 import sys
-import threading
 from pathlib import Path
 
 from lab import progress
@@ -36,6 +35,7 @@ from lab.boxes import PLATFORMS
 from lab.checks import ORDER, REGISTRY
 from lab.errors import LabError
 from lab.forensics import CAUSES, OBSERVED
+from lab.proc import Terminated, trap
 from lab.report import writable
 from lab.report.evidence import write_evidence
 from lab.report.html import write_html
@@ -48,19 +48,8 @@ BUILTIN = Path(__file__).resolve().parent.parent / "nss_modules"
 DEMO = ["golab", "clab"]
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, unwound like Ctrl-C so every finally block tears its target down
-    (killed by the default action, the run would leave its sandbox workdir behind)."""
-
-
-def terminate(signum: int, frame: object) -> None:
-    raise Terminated(signum)
-
-
 def main(argv: list[str] | None = None) -> int:
-    if threading.current_thread() is threading.main_thread():  # signal handlers live there only
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, terminate)
+    trap()
     try:
         return command(argv)
     except KeyboardInterrupt as e:  # the runner's finally blocks have already cleaned up

@@ -8,6 +8,7 @@ import os
 import shlex
 import signal
 import subprocess
+import threading
 from typing import Any
 
 from lab import config
@@ -58,3 +59,25 @@ def kill_group(proc: subprocess.Popen) -> None:
         proc.wait(timeout=config.KILL_WAIT)
     except subprocess.TimeoutExpired:
         pass  # unkillable (D state); the caller reports what it measured anyway
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, unwound like Ctrl-C so every finally block tears its target down
+    (killed by the default action, a run would leave its sandbox workdir behind)."""
+
+
+def terminate(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
+def trap() -> dict[int, object]:
+    """SIGTERM and SIGHUP raise Terminated from now on (in the main thread only: handlers
+    live there); returns the handlers to put back with untrap()."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
+
+
+def untrap(previous: dict[int, object]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)

@@ -27,7 +27,7 @@ from lab.plugin.fixtures import _nsslab_pair, nss_host, nss_lab
 from lab.plugin.items import CheckItem, ManifestFile, group_of, is_library, is_manifest, judge, machine_wide
 from lab.plugin.lab import LAB, Lab, Options
 from lab.report import writable
-from lab.results import ModuleReport
+from lab.results import STATUSES, ModuleReport
 from lab.targets import expand, shown
 
 __all__ = ["_nsslab_pair", "nss_host", "nss_lab"]  # fixtures: pytest finds them in this module
@@ -278,11 +278,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         return
     terminalreporter.section("nsslab")
     for r in done:
-        counts = ", ".join(
-            f"{n} {s}"
-            for s in ("pass", "warn", "fail", "hang", "crash", "error", "skip")
-            if (n := sum(c.status == s for c in r.checks))
-        )
+        counts = ", ".join(f"{n} {s}" for s in STATUSES if (n := sum(c.status == s for c in r.checks)))
         expect = r.expect if config.stash[LAB].options.expect else {}
         failed = [c for c in r.checks if judge(c, expect.get(c.id)).kind == "fail"]  # as the items
         said = "; ".join(

@@ -8,12 +8,9 @@ check items of that module share the install."""
 from __future__ import annotations
 
 import contextlib
-import signal
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import pytest
@@ -21,6 +18,7 @@ import pytest
 from lab import progress
 from lab.checks import GATES
 from lab.errors import LabError
+from lab.proc import trap, untrap
 from lab.report.evidence import write_check
 from lab.results import CheckResult, ModuleReport
 from lab.session import ModuleSession
@@ -38,10 +36,6 @@ class Options:
     expect: bool = True  # judge against each manifest's [expect]
     report_dir: Path = Path("nsslab-report")
     html: Path | None = None
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, unwound as pytest unwinds Ctrl-C: sessionfinish still tears down."""
 
 
 @dataclass
@@ -148,20 +142,3 @@ class Lab:
 
 
 LAB = pytest.StashKey[Lab]()  # config.stash[LAB]: this process's Lab
-
-
-def trap() -> dict[int, Any]:
-    """SIGTERM and SIGHUP unwind like Ctrl-C (the main thread only: handlers live there);
-    returns the handlers to put back."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    return {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
-
-
-def untrap(previous: dict[int, Any]) -> None:
-    for sig, handler in previous.items():
-        signal.signal(sig, handler)
-
-
-def interrupt(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted(signum)
