@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from lab.proc import trap, untrap
 from lab.runner import ModuleReport, run_module
 
 pytest_plugins = ["pytester"]  # tests/e2e/test_plugin.py runs the plugin as an author would
+SIGNALS = pytest.StashKey[dict]()
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = ROOT / "nss_modules"
 # the machine's caches (root filesystems, boxes, .debs, Go's build cache), as seen before
@@ -22,6 +24,16 @@ def _machine_caches_for_pytester(request, monkeypatch):
     if "pytester" in request.fixturenames:
         monkeypatch.setenv("XDG_CACHE_HOME", str(CACHE))
         monkeypatch.setenv("NSSLAB_CACHE", os.environ.get("NSSLAB_CACHE", str(CACHE / "nsslab")))
+
+
+def pytest_configure(config):
+    """SIGTERM to the suite (a CI runner cancelling the job) unwinds like Ctrl-C, so the run's
+    finally blocks remove the sandbox a test holds (killed outright, its workdir stays)."""
+    config.stash[SIGNALS] = trap()
+
+
+def pytest_unconfigure(config):
+    untrap(config.stash.get(SIGNALS, {}))
 
 
 def pytest_collection_modifyitems(config, items):
