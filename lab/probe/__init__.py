@@ -17,9 +17,10 @@ relative, so the same files are lab.probe here.
     probe sysinfo JSON    this target's machine, glibc, and where {"libs"} resolve
 
 The modules: cli (the commands), protocol (emit, the worker's channel, where the probe
-is), procfs (/proc reading), hangwatch, gdb (evidence), worker, monitor with signals
-and leftovers (what a module does to the lab's processes), entrypoints (the direct calls
-into `_nss_<name>_*`) and direct/ (the caller-side checks' in-target tests, one area each).
+is), procfs (/proc reading), clock (time budgets count the probe's own time, not a busy
+machine's), hangwatch, gdb (evidence), worker, monitor with signals and leftovers (what a
+module does to the lab's processes), entrypoints (the direct calls into `_nss_<name>_*`)
+and direct/ (the caller-side checks' in-target tests, one area each).
 """
 
 from __future__ import annotations

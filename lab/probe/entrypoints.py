@@ -18,6 +18,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from . import clock
+
 STATUS = {-2: "TRYAGAIN", -1: "UNAVAIL", 0: "NOTFOUND", 1: "SUCCESS", 2: "RETURN"}
 ERANGE, ENOENT = 34, 2
 GUARD = 256  # bytes after the caller's buffer that must come back untouched (glibc bug17079)
@@ -265,12 +267,12 @@ def all_tests() -> dict[str, Callable[[Module, dict], dict]]:
 def erange(module: Module, spec: dict) -> dict:
     """Sweeps buffer sizes from 0 up for each point lookup, and for get*ent_r on the
     biggest entry of each listing; see lab/checks/erange.py."""
-    deadline = time.monotonic() + spec.get("budget", 8.0)
+    deadline = clock.now() + spec.get("budget", 8.0)
     jobs = [("lookup", q) for q in spec["queries"]] + [("listing", db) for db in spec.get("listings", [])]
     out = []
     for n, (kind, what) in enumerate(jobs):
-        share = (deadline - time.monotonic()) / (len(jobs) - n)  # slow modules: each job its share
-        until = time.monotonic() + max(share, 0.0)
+        share = (deadline - clock.now()) / (len(jobs) - n)  # slow modules: each job its share
+        until = clock.now() + max(share, 0.0)
         out.append(
             sweep_lookup(module, *what, until) if kind == "lookup" else sweep_listing(module, what, until)
         )
@@ -278,9 +280,9 @@ def erange(module: Module, spec: dict) -> dict:
 
 
 def sweep_lookup(module: Module, db: str, by: str, key: object, deadline: float) -> dict:
-    started = time.monotonic()
+    started = clock.now()
     reference = module.sized(db, by, key, BIG)  # roomy: a module that cuts to fit cannot set the truth
-    per_call = max(time.monotonic() - started, 1e-5)
+    per_call = max(clock.now() - started, 1e-5)
     glibc = module.sized(db, by, key)  # where glibc's own growth from 1 KiB ends
     query = f"{DATABASES[db][1][by]}({key!r})"
     result = sweep(query, reference, lambda size: module.lookup(db, by, key, size), per_call, deadline)
@@ -292,7 +294,7 @@ def sweep_listing(module: Module, db: str, deadline: float) -> dict:
     """get*ent_r on the listing's biggest entry, after a fresh end*ent/set*ent for every
     size, so that only the buffer handling is tested, not the cursor."""
     get_name = DATABASES[db][2][1]
-    started = time.monotonic()
+    started = clock.now()
     module.endent(db)
     module.setent(db)
     entries = listing(module, db, LISTING_LIMIT)["entries"]
@@ -300,7 +302,7 @@ def sweep_listing(module: Module, db: str, deadline: float) -> dict:
     if not entries:
         return {"query": f"{get_name}()", "reference": None, "problems": {}, "tried": 0}
     index = max(range(len(entries)), key=lambda i: answer_size(entries[i]))
-    per_call = max(time.monotonic() - started, 1e-5) * (index + 1) / len(entries)
+    per_call = max(clock.now() - started, 1e-5) * (index + 1) / len(entries)
     query = f"{get_name}() at entry {entries[index]['name']!r}"
 
     def attempt(size: int) -> Answer:
@@ -322,9 +324,9 @@ def sweep(
     needed = answer_size(reference.value)
     estimate = needed + 64
     result |= {"needed": needed, "estimate": estimate, "reference_size": reference.size}
-    sizes = sizes_to_try(estimate, int(max(deadline - time.monotonic(), 0.0) / per_call))
+    sizes = sizes_to_try(estimate, int(max(deadline - clock.now(), 0.0) / per_call))
     for size in [*sizes, BIG]:  # and a roomy buffer, as a caller that never wants ERANGE passes
-        if time.monotonic() > deadline and size != BIG:
+        if clock.now() > deadline and size != BIG:
             result["cut_short"] = True
             continue
         got = attempt(size)
@@ -400,13 +402,13 @@ def listing(
 ) -> dict:
     """get*ent_r until it stops. The buffer doubles on ERANGE, as glibc's does (a 5,000-member
     group needs 85 KiB), and the same entry must come back. A name listed LOOP times, or
-    LIMIT entries, is a loop. Past DEADLINE (time.monotonic()) it stops with timed_out."""
+    LIMIT entries, is a loop. Past DEADLINE (clock.now()) it stops with timed_out."""
     names: list = []
     entries: list = []
     seen: dict = {}
     retries = 0
     while len(names) < limit:
-        if deadline is not None and time.monotonic() > deadline:
+        if deadline is not None and clock.now() > deadline:
             return {
                 "names": names,
                 "entries": entries,
@@ -511,7 +513,7 @@ def consistency(module: Module, spec: dict) -> dict:
     the budget lasts, in an order spread over the listing (a 50,000-user file module scans
     the file for each lookup), and the count compared is reported."""
     out: dict = {}
-    deadline = time.monotonic() + spec.get("budget", 10.0)
+    deadline = clock.now() + spec.get("budget", 10.0)
     for n, db in enumerate(spec["databases"]):
         module.setent(db)
         listed = listing(module, db, spec.get("limit", LISTING_LIMIT))
@@ -523,9 +525,9 @@ def consistency(module: Module, spec: dict) -> dict:
                 by_id.setdefault(e[ID_FIELD[db]], []).append(e)
         mismatches = []
         compared = buffer_only = 0
-        until = time.monotonic() + (deadline - time.monotonic()) / (len(spec["databases"]) - n)
+        until = clock.now() + (deadline - clock.now()) / (len(spec["databases"]) - n)
         for e in spread(entries):
-            if time.monotonic() > until:
+            if clock.now() > until:
                 break
             compared += 1
             keys = [("name", e["name"])] + ([("id", e[ID_FIELD[db]])] if db in ID_FIELD else [])

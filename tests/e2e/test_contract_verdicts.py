@@ -97,10 +97,9 @@ def test_a_defect_no_real_caller_meets_is_a_warn_with_its_figures(lab_run):
     assert erange.status == "warn", erange.reason
     sweeps = erange.details["queries"]
     assert all(q["problems"]["status"]["largest"] == 0 for q in sweeps if q["problems"])
-    # where the sweep tried every size up to the fit (not cut to a sample by its time budget
-    # on a loaded machine), the fit is within a few bytes of the answer's size
-    full = [q for q in sweeps if q.get("fitted") and q["tried"] > q["fitted"]]
-    assert full and all(q["fitted"] <= q["needed"] + 8 for q in full)
+    # every size was tried up to the fit (the budget is the probe's own time, lab/probe/clock.py,
+    # so a loaded machine does not cut the sweep to a sample), and the fit is the answer's size
+    assert all(q["fitted"] <= q["needed"] + 8 for q in sweeps if q.get("fitted"))
     assert erange.impact.startswith("no real caller")
 
 

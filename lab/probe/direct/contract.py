@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 
+from .. import clock
 from .. import entrypoints as ep
 
 WIDTH = ctypes.sizeof(ctypes.c_void_p)
@@ -155,13 +156,13 @@ def contract(module, spec: dict) -> dict:
     """Every SUCCESS answer of SPEC's point lookups and of the listings: where its pointers
     lie, whether an answer that points outside its buffer is rewritten by the next call
     from another thread, and whether a reused (dirty) buffer gives the same answer."""
-    started, budget = time.monotonic(), spec.get("budget", 6.0)
+    started, budget = clock.now(), spec.get("budget", 6.0)
     deadline = started + budget / 2  # a slow module: half for the lookups, a quarter each for the rest
     queries = [tuple(q) for q in spec["queries"]]
     maps = mappings()
     answers, clean, overwritten = [], {}, []
     for q in queries:
-        if time.monotonic() > deadline:
+        if clock.now() > deadline:
             break
         answers.append(lookup_shape(module, q, maps, clean))
         if answers[-1].get("strays"):
@@ -175,7 +176,7 @@ def contract(module, spec: dict) -> dict:
         "listings": listings,
         "cut_short": len(answers) < len(queries)
         or len(reused) < len(clean)
-        or time.monotonic() > started + budget,
+        or clock.now() > started + budget,
         "width": WIDTH,
     }
 
@@ -233,7 +234,7 @@ def reuse(module, queries: list, clean: dict, deadline: float) -> list[dict]:
     own getpwnam/getgrgid reuse theirs: each call finds the previous answer in it."""
     out, buffers = [], {}
     for q in queries:
-        if time.monotonic() > deadline:
+        if clock.now() > deadline:
             break
         db = q[0]
         size = max(clean[o]["size"] for o in queries if o[:2] == q[:2])
@@ -281,7 +282,7 @@ def listing_shape(module, db: str, deadline: float) -> dict:
     module.endent(db)
     module.setent(db)
     entries, overwritten, last = [], [], None
-    while len(entries) < LISTED and time.monotonic() < deadline:
+    while len(entries) < LISTED and clock.now() < deadline:
         status, err, record = call_into(module, db, None, None, raw, size)
         if status == -2 and err == ep.ERANGE and size < ep.HUGE:  # a 5,000-member group: grow, same entry
             size *= 2
@@ -313,11 +314,11 @@ def keys(module, spec: dict) -> dict:
     1 KiB as glibc does) in its own thread bounded by KEY_LIMIT, with its latency; then the real
     names' hits for comparison. Stops at a key that gives no answer in time (the module may be
     stuck in it); the lab asks the rest in a fresh worker."""
-    deadline = time.monotonic() + spec.get("budget", 6.0)
+    deadline = clock.now() + spec.get("budget", 6.0)
     out: dict = {"keys": [], "hits": [], "stuck": None, "cut_short": False}
     retried = False
     for i in spec.get("only", range(len(spec["keys"]))):
-        if time.monotonic() > deadline:
+        if clock.now() > deadline:
             out["cut_short"] = True
             break
         got = timed(module, spec["keys"][i], i)
@@ -337,7 +338,7 @@ def keys(module, spec: dict) -> dict:
                 out["stuck"] = i
                 return out
     for h in spec.get("hits", []):  # a few calls each: the median is what a login waits
-        if time.monotonic() > deadline and out["hits"]:
+        if clock.now() > deadline and out["hits"]:
             break
         runs = [timed(module, h, -1) for _ in range(3)]
         out["hits"].append({**runs[0], "seconds": statistics.median(r["seconds"] for r in runs)})

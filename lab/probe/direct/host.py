@@ -23,6 +23,7 @@ import socket
 import tempfile
 import time
 
+from .. import clock
 from .. import entrypoints as ep
 from ..protocol import SCRATCH
 
@@ -577,9 +578,9 @@ def side_effects(module: ep.Module, spec: dict) -> dict:
         ours = {fd for capture in out.values() for fd in (capture.saved, capture.file)}
         ours |= {log.sock.fileno()} if log else set()
         caller_fds = {fd: target for fd, target in base["fds"].items() if fd not in ours}
-        deadline = time.monotonic() + spec.get("budget", 0.3)
+        deadline = clock.now() + spec.get("budget", 0.3)
         for call in spec["calls"]:
-            if not call.get("first") and time.monotonic() > deadline:
+            if not call.get("first") and clock.now() > deadline:
                 result["not_called"].append(entry(call))
                 continue
             before = state(libc, out)

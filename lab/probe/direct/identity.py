@@ -5,8 +5,7 @@ to the target's own files database and login.defs. Only observations; the check 
 
 from __future__ import annotations
 
-import time
-
+from .. import clock
 from .. import entrypoints as ep
 
 LISTING_LIMIT = 200_000  # entries per database: a 50,000-user directory of a C module is listed whole
@@ -74,7 +73,7 @@ def served_entry(db: str, value: dict, how: str) -> dict:
 def bounded_listing(module: ep.Module, db: str, budget: float) -> dict:
     """ep.listing within BUDGET seconds; cut_short says why it stopped early."""
     module.setent(db)
-    got = ep.listing(module, db, LISTING_LIMIT, deadline=time.monotonic() + budget)
+    got = ep.listing(module, db, LISTING_LIMIT, deadline=clock.now() + budget)
     module.endent(db)
     cut = ""
     if got.get("timed_out"):
@@ -107,13 +106,13 @@ def identity(module: ep.Module, spec: dict) -> dict:
         served[db] += [served_entry(db, e, f"{ep.DATABASES[db][2][1]}()") for e in got["entries"]]
     known = {db: ({e["name"] for e in served[db]}, {e["id"] for e in served[db]}) for db in served}
     budget = spec.get("query_budget", QUERY_BUDGET)
-    skipped, deadline = 0, time.monotonic() + budget
+    skipped, deadline = 0, clock.now() + budget
     queries = spec.get("queries", [])
     for n, (db, by, key) in enumerate(queries):
         if db in known and key in known[db][0 if by == "name" else 1]:
             skipped += 1
             continue
-        if time.monotonic() > deadline:
+        if clock.now() > deadline:
             cut_short.append(f"{len(queries) - n} declared key(s) not asked after {budget:g} s")
             break
         got = module.sized(db, by, key)
@@ -126,10 +125,10 @@ def identity(module: ep.Module, spec: dict) -> dict:
     # serves them, declared or not. By name only: an id lookup of a module that invents entries
     # echoes any id back (nss-unknown's uid-0), which the unassigned ids below already show.
     budget = spec.get("files_budget", FILES_BUDGET)
-    asked, deadline = 0, time.monotonic() + budget
+    asked, deadline = 0, clock.now() + budget
     names = [(db, e) for db in spec.get("files_names", []) for e in sorted(files[db], key=lambda e: e[1])]
     for db, entry in names:  # system accounts first
-        if time.monotonic() > deadline:
+        if clock.now() > deadline:
             cut_short.append(f"{asked} of {len(names)} files names asked in {budget:g} s")
             break
         got = module.sized(db, "name", entry[0])
@@ -138,7 +137,7 @@ def identity(module: ep.Module, spec: dict) -> dict:
             served[db].append(served_entry(db, got.value, f"{ep.DATABASES[db][1]['name']}({entry[0]!r})"))
     invented: dict = {}
     budget = spec.get("unassigned_budget", UNASSIGNED_BUDGET)
-    deadline = time.monotonic() + budget
+    deadline = clock.now() + budget
     for db in spec.get("unassigned", {}):
         fn = ep.DATABASES[db][1]["id"]
         if module.function(fn) is None:
@@ -147,7 +146,7 @@ def identity(module: ep.Module, spec: dict) -> dict:
         tries = [i for i in spec["unassigned"][db] if i not in taken][:UNASSIGNED_TRIES]
         invented[db] = []
         for n, key in enumerate(tries):
-            if time.monotonic() > deadline:
+            if clock.now() > deadline:
                 cut_short.append(f"{fn}: {n} of {len(tries)} unassigned ids asked in {budget:g} s")
                 break
             got = module.sized(db, "id", key)
