@@ -6,8 +6,8 @@
  *   shadow:NAME:PASSWORD:LASTCHG:MIN:MAX:WARN:INACT:EXPIRE   (empty field: -1)
  * The service name is a build parameter (-DNSS_NAME=clab), so variants share this
  * source: -DSLOW_MS=300 makes every call sleep, as a network round trip would (slow is
- * not hung), and each
- * -DPLANT_<DEFECT> plants one real-world contract bug for the lab to find (see the
+ * not hung), -DCOLD_MS=150 only the first call of a process (a first connection), and
+ * each -DPLANT_<DEFECT> plants one real-world contract bug for the lab to find (see the
  * planted modules' manifests). Built without PLANT_*, none of that code exists.
  */
 #include <errno.h>
@@ -30,6 +30,9 @@
 #endif
 #ifndef SLOW_MS
 #define SLOW_MS 0
+#endif
+#ifndef COLD_MS
+#define COLD_MS 0
 #endif
 
 #define STR2(x) #x
@@ -86,6 +89,14 @@ static __thread char scratch[4096] __attribute__((tls_model("initial-exec")));
 
 static void slow_down(void)
 {
+#if COLD_MS > 0
+	/* The first call of a process waits once, as a first connection to a backend does. */
+	static int warm;
+	if (!__atomic_exchange_n(&warm, 1, __ATOMIC_SEQ_CST)) {
+		struct timespec cold = {COLD_MS / 1000, (COLD_MS % 1000) * 1000000L};
+		nanosleep(&cold, NULL);
+	}
+#endif
 #if SLOW_MS > 0
 	struct timespec ts = {SLOW_MS / 1000, (SLOW_MS % 1000) * 1000000L};
 	nanosleep(&ts, NULL);
