@@ -133,6 +133,7 @@ def run_keys(ctx: Context, spec: list[dict], hits: list[dict]) -> tuple[dict | N
             cut = cut or bool(left)
             break
         budget = max(deadline - time.monotonic(), 0.5)
+        began = time.monotonic()
         value, bad = ctx.direct(
             "keys", "hostile keys", keys=spec, hits=hits, only=left, budget=budget, slow=SLOW
         )
@@ -142,6 +143,9 @@ def run_keys(ctx: Context, spec: list[dict], hits: list[dict]) -> tuple[dict | N
                 return None, [(-1, bad)]
             i = int(at.group(1))
             crashes.append((i, bad))
+            # The crashed worker's time (mostly the evidence: a gdb re-run, seconds on a busy
+            # machine) is not the other keys' budget; each crash removes a key, so this is bounded.
+            deadline += time.monotonic() - began
             for j in longer(spec, i):  # they would crash the same way: not asked, not claimed
                 done[j] = {
                     **spec[j],
