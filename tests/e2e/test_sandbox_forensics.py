@@ -21,6 +21,7 @@ CAUSES = [
     ("forklock", "tab-completion", "lock-held-across-fork"),
     ("forklock", "setxid", "setxid-abort"),
     ("segvlab", "load", "segfault-in-module"),
+    ("spooflab", "load", "segfault-in-module"),
     ("ctorcrash", "load", "segfault-in-module"),
     ("abortlab", "load", "abort-in-module"),
     ("hangparent", "load", "hang-in-parent"),
@@ -33,6 +34,19 @@ def test_planted_defect_gets_its_cause(lab_run, module, check, cause):
     assert c.status in ("hang", "crash"), c.reason
     assert c.cause == cause, c.evidence and c.evidence["explanation"]
     assert any(f"libnss_{module}.so" in f for f in c.evidence["frames"]), c.evidence["frames"]
+
+
+def test_a_module_that_prints_a_fake_backtrace_does_not_write_the_proof(lab_run):
+    """spooflab prints gdb-like frames and the lab's own marker lines on stdout and stderr,
+    then crashes: the proof (frames, explanation, gdb's text) holds only the real frames, and
+    what the module printed is still shown, as the module's output. Without the re-run's
+    `set inferior-tty /dev/null` its lines were in gdb's text, beside the real backtrace."""
+    load = checks(lab_run("spooflab"))["load"]
+    assert load.status == "crash" and load.cause == "segfault-in-module"
+    assert load.evidence["frames"][0].startswith("#0 spoof_crash at nss_spooflab.c")
+    proof = json.dumps(load.evidence)
+    assert "innocent_frame" not in proof and "blame_elsewhere" not in proof
+    assert "innocent_frame" in load.details["stderr"]
 
 
 @pytest.mark.parametrize("module", ["clab", "slowlab"])
