@@ -23,7 +23,9 @@ def bounded(argv: list, cwd, timeout: float) -> subprocess.CompletedProcess:
     )
 
 
-def test_pip_install_and_one_pytest_line(tmp_path):
+def install(tmp_path, *extra: str):
+    """A fresh venv with nsslab pip-installed from a copy of its package (a wheel build, not
+    this checkout's editable install), and EXTRA from PyPI."""
     source = tmp_path / "nsslab"  # what a wheel is built from: the package, its metadata
     shutil.copytree(ROOT / "lab", source / "lab", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
@@ -32,10 +34,14 @@ def test_pip_install_and_one_pytest_line(tmp_path):
     done = bounded([sys.executable, "-m", "venv", str(venv)], tmp_path, 120)
     assert done.returncode == 0, done.stderr
     pip = [venv / "bin/pip", "install", "-q", "--disable-pip-version-check"]
-    done = bounded([*pip, str(source)], tmp_path, 600)
+    done = bounded([*pip, str(source), *extra], tmp_path, 600)
     assert done.returncode == 0, done.stderr[-2000:]
+    return venv
 
-    author = tmp_path / "author"  # the author's repository: sources, manifest, their tests
+
+def authors_repository(tmp_path):
+    """The author's repository: clab's sources and manifest, and their own testinfra tests."""
+    author = tmp_path / "author"
     author.mkdir()
     for f in (MODULES / "clab").iterdir():
         if f.suffix in (".c", ".db", ".toml") or f.name == "Makefile":
@@ -47,6 +53,12 @@ def test_pip_install_and_one_pytest_line(tmp_path):
         "def test_wrong(nss_host):\n"
         '    assert nss_host.user("pyama").shell == "/bin/zsh"\n'
     )
+    return author
+
+
+def test_pip_install_and_one_pytest_line(tmp_path):
+    venv = install(tmp_path)
+    author = authors_repository(tmp_path)
     before = snapshot()
     done = bounded(
         [venv / "bin/python", "-m", "pytest", "module.toml", "tests/", "-p", "no:cacheprovider",
@@ -63,3 +75,23 @@ def test_pip_install_and_one_pytest_line(tmp_path):
     page = (author / "report.html").read_text()
     assert 'data-module="clab"' in page and 'data-check="tab-completion" data-status="pass"' in page
     assert "clab on sandbox: pass" in done.stdout
+
+
+def test_next_to_pytest_html_both_pages_are_written(tmp_path):
+    """Where the author already uses pytest-html, --html stays pytest-html's (its page lists the
+    lab's checks as tests, with their failure text) and --nss-html writes the lab's own page."""
+    venv = install(tmp_path, "pytest-html>=4,<5")
+    author = authors_repository(tmp_path)
+    before = snapshot()
+    done = bounded(
+        [venv / "bin/python", "-m", "pytest", "module.toml", "tests/", "-p", "no:cacheprovider",
+         "--html=theirs.html", "--self-contained-html", "--nss-html=lab.html"],
+        author, 300,
+    )  # fmt: skip
+    assert snapshot() == before
+    assert done.returncode == 1, done.stdout[-3000:]  # test_wrong, and only it
+    theirs = (author / "theirs.html").read_text()
+    assert "module.toml::clab::tab-completion" in theirs and "test_wrong[clab]" in theirs
+    ours = (author / "lab.html").read_text()
+    assert 'data-module="clab"' in ours and 'data-check="tab-completion" data-status="pass"' in ours
+    assert "HTML report: lab.html" in done.stdout
