@@ -41,7 +41,7 @@ def test_clab_passes_with_every_entry_point_called(side_effects):
     assert {"getpwnam_r", "getspnam_r", "setgrent", "getgrent_r", "endspent", "initgroups_dyn"} <= called
     assert r.details["unmeasured"] == {}  # the syslog capture worked too
     assert r.details["control"]["syslog"]["ident"]  # and saw the caller's own ident
-    assert r.details["seconds"] < 0.5
+    assert r.details["not_called"] == []  # every call fitted in the budget, none left out
 
 
 def test_stdout_fails_per_entry_point(side_effects):
