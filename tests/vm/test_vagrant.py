@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import io
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,9 +73,18 @@ def before():
     return host_state()
 
 
-def run_json(tmp_path, *argv: str) -> tuple[int, dict]:
+def run_json(tmp_path, *argv: str, progress: list | None = None) -> tuple[int, dict]:
+    """`nsslab run ARGV` in this process; its progress lines (stderr, not a terminal: one plain
+    line per step, as in a CI log) are appended to PROGRESS, and still reach the log."""
     out = tmp_path / "verdicts.json"
-    rc = main(["run", *argv, "--json", str(out), "--report-dir", str(tmp_path / "evidence")])
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            rc = main(["run", *argv, "--json", str(out), "--report-dir", str(tmp_path / "evidence")])
+    finally:
+        sys.stderr.write(said.getvalue())
+    if progress is not None:
+        progress += said.getvalue().splitlines()
     doc = json.loads(out.read_text())
     return rc, doc
 
@@ -111,10 +122,13 @@ def debian12(before, tmp_path_factory):
     or a killed run leaves it: the run must leave it there."""
     boxes.build("debian12")
     modules = [str(MODULES / n) for n in DEBIAN12]
+    said: list[str] = []
     with network_left_from_before():
-        rc, doc = run_json(tmp_path_factory.mktemp("debian12"), "--target", "vagrant://debian12", *modules)
+        rc, doc = run_json(
+            tmp_path_factory.mktemp("debian12"), "--target", "vagrant://debian12", *modules, progress=said
+        )
         network_kept = EARLIER_NETWORK.exists()
-    return rc, by_module(doc, "vagrant://debian12"), network_kept
+    return rc, by_module(doc, "vagrant://debian12"), network_kept, said
 
 
 def too_slow_here(c: dict) -> bool:
@@ -125,7 +139,7 @@ def too_slow_here(c: dict) -> bool:
 
 
 def test_vm_gives_the_sandbox_verdicts(debian12):
-    rc, got, _ = debian12
+    rc, got, _, _ = debian12
     assert rc == 1  # golab, noshadowlab and execstacklab do not pass
     for name in DEBIAN12:
         sandbox = run_module(MODULES / name)
@@ -137,6 +151,18 @@ def test_vm_gives_the_sandbox_verdicts(debian12):
         assert vm == same, name
     assert got["golab"]["fork-child"]["cause"] == "go-runtime-after-fork"
     assert got["golab"]["setxid"]["cause"] == "setxid-abort"
+
+
+def test_a_ci_log_shows_the_vm_boot_and_each_check_as_it_ends(debian12):
+    """Progress without a terminal: a line when the VM starts booting and when it is destroyed,
+    one per check with its status as it ends, the same statuses the JSON has."""
+    _, got, _, said = debian12
+    assert said.index("vagrant://debian12: booting VM") < said.index("vagrant://debian12: destroying VM")
+    for name in DEBIAN12:
+        for check, c in got[name].items():
+            assert any(
+                line.startswith(f"{name} on vagrant://debian12: {check} {c['status']} (") for line in said
+            ), (name, check)
 
 
 def test_a_network_that_was_there_before_the_run_stays(debian12):
