@@ -10,17 +10,38 @@ from lab.module import Module
 NSSWITCH_DATABASES = ("passwd", "group", "shadow")
 
 
-def nsswitch(module: Module, current: str) -> str:
-    """CURRENT nsswitch.conf with `files <name>` for every database the module serves.
+def switched(module: Module) -> list[str]:
+    """The nsswitch.conf lines the lab writes: `files <name>` for every database served.
 
     initgroups is not listed: glibc then asks the group database's services, whose
     initgroups_dyn entry answers it."""
     served = [db for db in NSSWITCH_DATABASES if db in module.databases]
     if "initgroups" in module.databases and "group" not in served:
         served.append("group")
-    lines = [line for line in current.splitlines() if line.split(":", 1)[0].strip() not in served]
-    lines += [f"{db}: files {module.name}" for db in served]
-    return "\n".join(lines) + "\n"
+    return [f"{db}: files {module.name}" for db in served]
+
+
+def nsswitch(module: Module, current: str) -> str:
+    """CURRENT nsswitch.conf with switched(MODULE)'s lines in place of its own for those databases."""
+    ours = switched(module)
+    mine = {line.split(":", 1)[0] for line in ours}
+    lines = [line for line in current.splitlines() if line.split(":", 1)[0].strip() not in mine]
+    return "\n".join(lines + ours) + "\n"
+
+
+def setup(module: Module, module_path: str) -> list[str]:
+    """What the lab put in the target, which a reproducer run without the lab needs as well
+    (`getent -s extrausers passwd` shows the defect only with the manifest's files in place)."""
+    out = [f"the library as {module_path} (from {module.library})"]
+    if module.packages:
+        out.append(f"unpacked from the Debian package(s) {', '.join(module.packages)}, not installed")
+    out.append("/etc/nsswitch.conf: " + "; ".join(switched(module)))
+    for target, source in module.files.items():
+        mode = f", mode {module.modes[target]:04o}" if target in module.modes else ""
+        out.append(f"{target} from {source}{mode}")
+    for s in module.services:
+        out.append(f"the service {s.name} running: {' '.join(s.command)}")
+    return out
 
 
 def nss_library_dir() -> Path:

@@ -108,6 +108,8 @@ class ModuleReport:
     started: float = field(default_factory=time.time)  # wall clock: matrix runs overlap
     # the module's [[services]] as run in the target: name, pid, ready_seconds, exit, log tail
     services: list[dict] = field(default_factory=list)
+    # what the reproducers need in place, as the lab installed it (lab.install.setup)
+    setup: list[str] = field(default_factory=list)
 
     def as_plain(self) -> dict[str, Any]:
         """Every field as plain data (what a pytest-xdist worker sends its controller)."""
@@ -121,12 +123,18 @@ class ModuleReport:
             "expect": self.expect,
             "started": self.started,
             "services": self.services,
+            "setup": self.setup,
         }
 
     @classmethod
     def from_plain(cls, data: dict[str, Any]) -> ModuleReport:
         checks = [CheckResult.from_dict(c) for c in data.get("checks", [])]
         return cls(**{k: v for k, v in data.items() if k != "checks"}, checks=checks)
+
+    def set_up(self, c: CheckResult) -> list[str]:
+        """What C's reproducer needs in place, as the lab installed it: the library, the
+        nsswitch.conf lines, the manifest's files, its services (none without a reproducer)."""
+        return self.setup if c.reproduce and c.status not in ("pass", "skip") else []
 
     @property
     def verdict(self) -> str:

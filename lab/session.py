@@ -14,6 +14,7 @@ from pathlib import Path
 from lab import elf, progress
 from lab.checks import GATES, ORDER, REGISTRY, Context
 from lab.errors import LabError
+from lab.install import setup
 from lab.module import Module, User, ensure_built, load
 from lab.results import CheckResult, ModuleReport
 from lab.targets import get_target, shown
@@ -76,6 +77,7 @@ class ModuleSession:
             target = get_target(self.spec, self.keep)
             target.install(module)
             self.mine = target.installed
+            self.report.setup = setup(module, self.mine.module_path)
             if self.ctx is None:  # a library that is no ELF file is found out here
                 info = elf.inspect(module.library)
                 self.ctx = Context(target, module, info, step_timeout=self.step_timeout)

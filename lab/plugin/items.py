@@ -84,7 +84,7 @@ class CheckItem(pytest.Item):
         outcome = judge(result, want)
         where = f"{report.name}::{self.check_id} on {report.target}"
         if outcome.kind == "fail":
-            raise CheckFailed(failure_text(where, result, outcome.text, report.error))
+            raise CheckFailed(failure_text(where, result, outcome.text, report.error, report.set_up(result)))
         if outcome.kind == "skip":  # reported at the manifest, not at this line
             raise pytest.skip.Exception(outcome.text, _use_item_location=True)
         if outcome.kind == "xfail":
@@ -143,11 +143,15 @@ def judge(result: CheckResult, want: str | None) -> Outcome:
     return Outcome("fail", status)
 
 
-def failure_text(where: str, result: CheckResult, verdict: str, module_error: str | None) -> str:
-    """The failure report: the verdict, its reason and claims, the cause and its proof."""
+def failure_text(
+    where: str, result: CheckResult, verdict: str, module_error: str | None, setup: list[str] = ()
+) -> str:
+    """The failure report: the verdict, its reason and claims (with what the reproducer needs
+    in place, SETUP), the cause and its proof."""
     if module_error:
         return f"{where}: error: {module_error}"
     lines = [f"{where}: {verdict} ({result.seconds:.2f} s)", f"reason: {result.reason}", *result.claims()]
+    lines += [f"  needs {line}" for line in setup]
     if result.evidence:
         lines.append(f"cause: {result.cause}: {result.evidence.get('explanation')}")
         frames = result.evidence.get("frames") or []

@@ -24,6 +24,7 @@ def as_dict(reports: list[ModuleReport]) -> dict:
                 "error": r.error,
                 "checks": [c.as_dict() for c in r.checks],
                 "services": r.services,
+                "setup": r.setup,
             }
             for r in reports
         ]
@@ -58,5 +59,6 @@ def write_junit(reports: list[ModuleReport], path: Path) -> None:
                         f"cause: {c.cause}: {c.evidence['explanation']}",
                         *(c.evidence.get("frames") or []),
                     ]
+                lines += [f"set-up: {line}" for line in r.set_up(c)]
                 failure.text = "\n".join(lines)
     save(path, ET.tostring(suites, encoding="unicode", xml_declaration=True))

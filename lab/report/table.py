@@ -85,6 +85,11 @@ class ModuleTable:
             status = Text(c.status, style=STYLE.get(c.status, ""))
             table.add_row("", c.id, status, f"{c.seconds:.2f}s", Padding(reason, (0, 0, 0, 1)))
         yield table
+        needed = next((r.set_up(c) for c in r.checks if r.set_up(c)), [])
+        if needed:  # once per module: every reproducer above needs the same
+            yield Text(visible("  the reproducers above need, as the lab installed it:"))
+            for line in needed:  # whole, however long: a path must paste back
+                yield Text(visible(f"    {line}"), no_wrap=True, overflow="ignore")
         for svc in r.services:  # the backend the answers came from, and how it ended
             said = " | ".join((svc.get("tail") or "").splitlines()[-2:])  # whole lines, the last two
             yield Text(

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -88,6 +91,47 @@ def test_extrausers_listing_defect_is_shown_through_glibc_with_db_as_the_control
     assert "the module's own listing with a 65536-byte buffer has all 3" in bad.control
     problems = {p["text"].split(" ")[0]: p["status"] for p in bad.details["problems"]}
     assert problems["glibc's"] == "fail"
+
+
+def existing(path: Path) -> Path:
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def outside_the_lab(report: ModuleReport, command: str) -> subprocess.CompletedProcess:
+    """COMMAND run as a maintainer would after following the report's set-up lines, without
+    the lab: each "TARGET from SOURCE" file copied into place, the library found by its soname.
+    In a private mount namespace (a tmpfs over the files' parent, so the host keeps its own)."""
+    files = [re.match(r"(/\S+) from (\S+?)(?:, mode (\d+))?$", line) for line in report.setup]
+    files = [m for m in files if m]
+    library = re.match(r"the library as \S+ \(from (\S+)\)$", report.setup[0])
+    assert files and library, report.setup
+    script = ["set -e", "mount --make-rprivate /"]
+    for base in sorted({str(existing(Path(m[1]).parent)) for m in files}):
+        script.append(f"mount -t tmpfs nsslab-repro {shlex.quote(base)}")  # e.g. /var/lib
+    for m in files:
+        script.append(f"mkdir -p {shlex.quote(str(Path(m[1]).parent))}")
+        script.append(f"install -m {m[3] or '644'} {shlex.quote(m[2])} {shlex.quote(m[1])}")
+    script.append(f"LD_LIBRARY_PATH={shlex.quote(str(Path(library[1]).parent))} {command}")
+    return subprocess.run(
+        ["unshare", "--mount", "sh", "-c", "\n".join(script)],
+        capture_output=True, text=True, timeout=60, start_new_session=True, check=False,
+    )  # fmt: skip
+
+
+def test_the_reproducer_shows_the_defect_without_the_lab(debian_run):
+    """extrausers' enumeration reproducer, `getent -s extrausers passwd`, run with only what
+    its set-up lines name: it prints nothing, where libnss-db with the same users prints all
+    three (the control); what the report tells a maintainer is enough to see it."""
+    bad = debian_run("extrausers")[0]
+    assert checks(bad)["enumeration"].reproduce == "getent -s extrausers passwd"
+    assert bad.set_up(checks(bad)["enumeration"]) == bad.setup
+    lost = outside_the_lab(bad, "getent -s extrausers passwd")
+    assert lost.returncode == 0 and lost.stdout == "", (lost.stdout, lost.stderr)
+    assert outside_the_lab(bad, "getent -s extrausers passwd deb1").stdout.startswith("deb1:x:20001:")
+    good = outside_the_lab(debian_run("db")[0], "getent -s db passwd")
+    assert [line.split(":")[0] for line in good.stdout.splitlines()] == ["deb0", "deb1", "deb2"], good.stderr
 
 
 @pytest.mark.parametrize("name", DEBIAN)

@@ -23,7 +23,7 @@ class FakeTarget:
         self.services: list[dict] = []
 
     def install(self, module) -> None:
-        self.installed = object()
+        self.installed = SimpleNamespace(module_path=f"/lib/libnss_{module.name}.so.2")  # as Installed
         self.installs.append(module.name)
 
     def uninstall(self) -> None:
@@ -42,7 +42,16 @@ def target(monkeypatch):
 
 
 def module(name: str) -> SimpleNamespace:
-    return SimpleNamespace(name=name, library=Path(f"/x/libnss_{name}.so.2"), has_expectations=True)
+    return SimpleNamespace(
+        name=name,
+        library=Path(f"/x/libnss_{name}.so.2"),
+        has_expectations=True,
+        databases=["passwd"],
+        packages=[],  # these four: what lab.install.setup reads
+        files={},
+        modes={},
+        services=[],
+    )
 
 
 def counting(monkeypatch, check_id: str, seconds: float = 0.0) -> list[int]:
