@@ -9,11 +9,12 @@ libnss-db's growth (33 us a lookup here) as if 2,000 lookups could not fit in 1 
 
 now() is wall time less that wait: the runqueue time of the process's threads, field 2 of
 /proc/self/task/*/schedstat (ns). Time the module spends blocked (a socket, a lock, a sleep)
-still counts, as a caller would wait for it. Two bounds keep it honest: what is left out in an
-interval is at most that interval's wall time (threads waiting side by side are not counted
-twice over), and now() never runs slower than 1/CAP of wall time, so a worker whose budgets
-add up to B seconds ends within CAP * B of wall time whatever the load (its step bound is
-90 s). Without schedstat (a kernel without CONFIG_SCHED_INFO) it is wall time.
+still counts, as a caller would wait for it. What is left out of an interval between two
+reads is at most (1 - 1/CAP) of that interval's wall time (so threads waiting side by side
+are not counted twice over either): a budget of B seconds ends within CAP * B (+ REFRESH) of
+wall time whatever the load, and a worker whose budgets add up to B within CAP * B (its step
+bound is 90 s; identity's budgets, the largest, add up to ~16 s). Without schedstat (a kernel
+without CONFIG_SCHED_INFO) it is wall time.
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ class Clock:
         self.lock = threading.Lock()
         self.started = self.read_at = wall()
         self.excluded = 0.0  # seconds of runqueue wait left out so far
-        self.seen: dict[str, int] = {}  # thread id -> its runqueue wait (ns) at the last read
+        # thread id -> its runqueue wait (ns) at the last read; what the threads waited before
+        # this clock existed (the interpreter's start) is not this clock's to leave out
+        self.seen: dict[str, int] = waits()
         self.last = 0.0  # the last value given: a read may leave out up to REFRESH already given
 
     def refresh(self, wall: float) -> None:
@@ -66,18 +69,19 @@ class Clock:
             before = self.seen.get(tid, 0)
             fresh += ns - before if ns >= before else ns
         self.seen = waits
-        self.excluded += min(fresh / 1e9, wall - self.read_at)
+        # Per interval, so that every stretch of time, a budget's included, advances the clock
+        # by at least 1/CAP of its wall time (an idle start earns no credit for later).
+        self.excluded += min(fresh / 1e9, (wall - self.read_at) * (1 - 1 / CAP))
         self.read_at = wall
 
     def now(self) -> float:
         """Seconds on the budget's scale; compare only with other now() values."""
-        wall = self.wall()
-        if wall - self.read_at >= REFRESH:
-            with self.lock:
-                if wall - self.read_at >= REFRESH:
-                    self.refresh(wall)
-        self.last = max(self.last, wall - min(self.excluded, (wall - self.started) * (1 - 1 / CAP)))
-        return self.last
+        with self.lock:  # the checks' threads may ask at once; the value never goes back
+            wall = self.wall()
+            if wall - self.read_at >= REFRESH:
+                self.refresh(wall)
+            self.last = max(self.last, wall - self.excluded)
+            return self.last
 
     def waited(self) -> float:
         """Seconds of runqueue wait left out so far (said in a result, so that a reader sees

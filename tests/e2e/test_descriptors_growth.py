@@ -4,13 +4,12 @@ fails exactly its check for its cause (read from details), clab passes both."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 
 from lab.runner import run_module
 from tests.conftest import MODULES, checks
+from tests.load import busy
 
 pytestmark = pytest.mark.sandbox
 
@@ -108,8 +107,8 @@ def test_a_busy_machine_does_not_cut_the_growth_run_or_make_the_module_look_slow
     wall time. Here, beside 8 busy processes per CPU, clab's growth still makes all 20,000
     lookups, and says how long the probe waited. With a wall-time budget the same run
     stopped at 10,000-11,000 lookups (measured on this 2-core machine)."""
-    report = busy(lambda: run_module(MODULES / "clab", only=["growth"]), 8 * (os.cpu_count() or 1))
-    g = checks(report)["growth"]
+    with busy(8 * (os.cpu_count() or 1)):
+        g = checks(run_module(MODULES / "clab", only=["growth"]))["growth"]
     assert g.status == "pass", g.reason
     assert g.details["done"] == 20000
     assert g.details["waited"] > 0.5  # the wait the budget left out (lab/probe/clock.py)
@@ -126,16 +125,3 @@ def test_a_cold_first_lookup_is_not_taken_for_the_cost_of_each(lab_run):
     assert g.status == "pass", g.reason
     assert g.details["done"] == 20000 and g.details["warmup"] == 1000
     assert g.details["per_call"] < 0.001
-
-
-def busy(work, hogs: int):
-    """WORK's result while HOGS processes spin; each ends by itself within a minute if this
-    process is killed before it can stop them."""
-    spin = "import time\nend = time.monotonic() + 60\nwhile time.monotonic() < end: pass"
-    procs = [subprocess.Popen([sys.executable, "-c", spin], start_new_session=True) for _ in range(hogs)]
-    try:
-        return work()
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait(5)

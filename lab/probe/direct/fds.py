@@ -226,7 +226,7 @@ def flat_threads(module: ep.Module, caller: Caller, count: int, deadline: float)
     while done < count and clock.now() < deadline and not stuck:
         t = threading.Thread(target=caller.call, args=(done,), daemon=True)
         t.start()
-        t.join(max(deadline - clock.now(), 0.0) + 5.0)
+        t.join(max(deadline - clock.now(), 0.0) * clock.CAP + 5.0)  # wall time: what is left may take CAP x
         stuck = t.is_alive()
         done += 1
         if done % step == 0 or done == count:
@@ -374,7 +374,7 @@ def growth(module: ep.Module, spec: dict) -> dict:
     # The window starts after the first lookup: a first connection (coldlab: 150 ms) is not
     # the warm-up's time, or a cold module would be measured with no cache filled.
     warm = caller.run(1, deadline)
-    warm += caller.run(spec.get("warmup", 1000) - warm, clock.now() + budget * 0.1, warm)
+    warm += caller.run(spec.get("warmup", 1000) - warm, min(clock.now() + budget * 0.1, deadline), warm)
     out: dict = {"calls": len(caller), "warmup": warm, "asked": total, "samples": []}
     out["samples"].append([0, footprint(libc)])
     measured, made = clock.now(), 0
@@ -384,7 +384,8 @@ def growth(module: ep.Module, spec: dict) -> dict:
         made += n
         if n == every or made == total:
             out["samples"].append([made, footprint(libc)])
-    out["per_call"] = (clock.now() - measured) / max(made, 1)
+    # a module too slow to make any lookup after its warm-up: the warm-up's own calls tell
+    out["per_call"] = (clock.now() - measured) / made if made else (clock.now() - begun) / max(warm, 1)
     out["done"] = out["samples"][-1][0]  # the lookups up to the last footprint
     out["seconds"] = round(time.monotonic() - started, 3)
     out["waited"] = clock.waited()
