@@ -131,7 +131,7 @@ class ModuleReport:
         checks = [CheckResult.from_dict(c) for c in data.get("checks", [])]
         return cls(**{k: v for k, v in data.items() if k != "checks"}, checks=checks)
 
-    def set_up(self, c: CheckResult) -> list[str]:
+    def needs(self, c: CheckResult) -> list[str]:
         """What C's reproducer needs in place, as the lab installed it: the library, the
         nsswitch.conf lines, the manifest's files, its services (none without a reproducer)."""
         return self.setup if c.reproduce and c.status not in ("pass", "skip") else []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import tomllib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,7 +84,7 @@ class CheckItem(pytest.Item):
         outcome = judge(result, want)
         where = f"{report.name}::{self.check_id} on {report.target}"
         if outcome.kind == "fail":
-            raise CheckFailed(failure_text(where, result, outcome.text, report.error, report.set_up(result)))
+            raise CheckFailed(failure_text(where, result, outcome.text, report.error, report.needs(result)))
         if outcome.kind == "skip":  # reported at the manifest, not at this line
             raise pytest.skip.Exception(outcome.text, _use_item_location=True)
         if outcome.kind == "xfail":
@@ -144,7 +144,7 @@ def judge(result: CheckResult, want: str | None) -> Outcome:
 
 
 def failure_text(
-    where: str, result: CheckResult, verdict: str, module_error: str | None, setup: list[str] = ()
+    where: str, result: CheckResult, verdict: str, module_error: str | None, setup: Sequence[str] = ()
 ) -> str:
     """The failure report: the verdict, its reason and claims (with what the reproducer needs
     in place, SETUP), the cause and its proof."""

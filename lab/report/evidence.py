@@ -68,9 +68,9 @@ def render(report: ModuleReport, c: CheckResult) -> str:
         *(f"  - {f}" for f in e.get("facts") or ["(none)"]),
         "",
     ]
-    if report.set_up(c):
+    if report.needs(c):
         out += [f"reproduce: {c.reproduce}", "  which needs, as the lab installed it:"]
-        out += [f"  - {line}" for line in report.set_up(c)] + [""]
+        out += [f"  - {line}" for line in report.needs(c)] + [""]
     raw = e.get("raw") or {}
     for p in raw.get("processes", []):
         out += process_section(p)

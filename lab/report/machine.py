@@ -59,6 +59,6 @@ def write_junit(reports: list[ModuleReport], path: Path) -> None:
                         f"cause: {c.cause}: {c.evidence['explanation']}",
                         *(c.evidence.get("frames") or []),
                     ]
-                lines += [f"set-up: {line}" for line in r.set_up(c)]
+                lines += [f"set-up: {line}" for line in r.needs(c)]
                 failure.text = "\n".join(lines)
     save(path, ET.tostring(suites, encoding="unicode", xml_declaration=True))

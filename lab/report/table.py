@@ -85,7 +85,7 @@ class ModuleTable:
             status = Text(c.status, style=STYLE.get(c.status, ""))
             table.add_row("", c.id, status, f"{c.seconds:.2f}s", Padding(reason, (0, 0, 0, 1)))
         yield table
-        needed = next((r.set_up(c) for c in r.checks if r.set_up(c)), [])
+        needed = next((r.needs(c) for c in r.checks if r.needs(c)), [])
         if needed:  # once per module: every reproducer above needs the same
             yield Text(visible("  the reproducers above need, as the lab installed it:"))
             for line in needed:  # whole, however long: a path must paste back

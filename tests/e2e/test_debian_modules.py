@@ -126,7 +126,7 @@ def test_the_reproducer_shows_the_defect_without_the_lab(debian_run):
     three (the control); what the report tells a maintainer is enough to see it."""
     bad = debian_run("extrausers")[0]
     assert checks(bad)["enumeration"].reproduce == "getent -s extrausers passwd"
-    assert bad.set_up(checks(bad)["enumeration"]) == bad.setup
+    assert bad.needs(checks(bad)["enumeration"]) == bad.setup
     lost = outside_the_lab(bad, "getent -s extrausers passwd")
     assert lost.returncode == 0 and lost.stdout == "", (lost.stdout, lost.stderr)
     assert outside_the_lab(bad, "getent -s extrausers passwd deb1").stdout.startswith("deb1:x:20001:")

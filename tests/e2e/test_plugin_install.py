@@ -67,6 +67,7 @@ def test_pip_install_and_one_pytest_line(tmp_path):
     )  # fmt: skip
     assert snapshot() == before  # nothing of the run is left
     assert done.returncode == 1, done.stdout[-3000:]  # test_wrong, and only it
+    assert "FAILED tests/test_mine.py::test_wrong[clab]" in done.stdout and " 1 failed" in done.stdout
     cases = {c.get("name"): c for c in ET.parse(author / "junit.xml").iter("testcase")}
     failed = {n for n, c in cases.items() if c.find("failure") is not None}
     assert failed == {"test_wrong[clab]"}
@@ -90,6 +91,7 @@ def test_next_to_pytest_html_both_pages_are_written(tmp_path):
     )  # fmt: skip
     assert snapshot() == before
     assert done.returncode == 1, done.stdout[-3000:]  # test_wrong, and only it
+    assert "FAILED tests/test_mine.py::test_wrong[clab]" in done.stdout and " 1 failed" in done.stdout
     theirs = (author / "theirs.html").read_text()
     assert "module.toml::clab::tab-completion" in theirs and "test_wrong[clab]" in theirs
     ours = (author / "lab.html").read_text()

@@ -60,7 +60,7 @@ def test_the_lines_name_the_library_nsswitch_files_modes_packages_and_services()
 
 def test_only_a_finding_with_a_reproducer_needs_it():
     r = report()
-    got = {c.id: r.set_up(c) for c in r.checks}
+    got = {c.id: r.needs(c) for c in r.checks}
     assert got["enumeration"] == r.setup and got["load"] == [] and got["lookup"] == []
 
 
@@ -87,7 +87,7 @@ def test_json_junit_and_evidence_carry_it(tmp_path):
 def test_the_plugins_failure_text_and_the_html_page_carry_it():
     r = report()
     enum = r.checks[1]
-    text = failure_text("extrausers::enumeration on sandbox", enum, "fail", None, r.set_up(enum))
+    text = failure_text("extrausers::enumeration on sandbox", enum, "fail", None, r.needs(enum))
     assert "  needs /var/lib/extrausers/shadow from /src/shadow, mode 0640" in text.splitlines()
     page = render_html([r])
     row = page[page.index('data-check="enumeration"') : page.index('data-check="lookup"')]

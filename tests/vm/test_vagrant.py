@@ -73,16 +73,29 @@ def before():
     return host_state()
 
 
+class Tee(io.StringIO):
+    """Kept here and passed on to the real stderr as it is written: a CI log still shows the
+    run's progress while an 11-minute VM run goes on."""
+
+    def __init__(self, out) -> None:
+        super().__init__()
+        self.out = out
+
+    def write(self, text: str) -> int:
+        self.out.write(text)
+        return super().write(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
 def run_json(tmp_path, *argv: str, progress: list | None = None) -> tuple[int, dict]:
     """`nsslab run ARGV` in this process; its progress lines (stderr, not a terminal: one plain
-    line per step, as in a CI log) are appended to PROGRESS, and still reach the log."""
+    line per step, as in a CI log) are appended to PROGRESS."""
     out = tmp_path / "verdicts.json"
-    said = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(said):
-            rc = main(["run", *argv, "--json", str(out), "--report-dir", str(tmp_path / "evidence")])
-    finally:
-        sys.stderr.write(said.getvalue())
+    said = Tee(sys.stderr)
+    with contextlib.redirect_stderr(said):
+        rc = main(["run", *argv, "--json", str(out), "--report-dir", str(tmp_path / "evidence")])
     if progress is not None:
         progress += said.getvalue().splitlines()
     doc = json.loads(out.read_text())
