@@ -42,7 +42,7 @@ def erange(ctx: Context) -> CheckResult:
         return bad
     findings = [f for q in value["queries"] for f in judge_query(ctx, q)]
     tried = sum(q["tried"] for q in value["queries"])
-    cut = sum(bool(q.get("cut_short")) for q in value["queries"])
+    cut = sum(bool(q.get("cut_short") or q.get("sampled")) for q in value["queries"])
     sizes = {
         q["query"]: {k: q.get(k) for k in ("needed", "fitted", "reference_size")} for q in value["queries"]
     }
