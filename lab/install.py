@@ -10,23 +10,22 @@ from lab.module import Module
 NSSWITCH_DATABASES = ("passwd", "group", "shadow")
 
 
-def switched(module: Module) -> list[str]:
-    """The nsswitch.conf lines the lab writes: `files <name>` for every database served.
+def switched(module: Module) -> dict[str, str]:
+    """The nsswitch.conf lines the lab writes, by database: `files <name>` for each served.
 
     initgroups is not listed: glibc then asks the group database's services, whose
     initgroups_dyn entry answers it."""
     served = [db for db in NSSWITCH_DATABASES if db in module.databases]
     if "initgroups" in module.databases and "group" not in served:
         served.append("group")
-    return [f"{db}: files {module.name}" for db in served]
+    return {db: f"{db}: files {module.name}" for db in served}
 
 
 def nsswitch(module: Module, current: str) -> str:
     """CURRENT nsswitch.conf with switched(MODULE)'s lines in place of its own for those databases."""
     ours = switched(module)
-    mine = {line.split(":", 1)[0] for line in ours}
-    lines = [line for line in current.splitlines() if line.split(":", 1)[0].strip() not in mine]
-    return "\n".join(lines + ours) + "\n"
+    lines = [line for line in current.splitlines() if line.split(":", 1)[0].strip() not in ours]
+    return "\n".join([*lines, *ours.values()]) + "\n"
 
 
 def setup(module: Module, module_path: str) -> list[str]:
@@ -35,7 +34,7 @@ def setup(module: Module, module_path: str) -> list[str]:
     out = [f"the library as {module_path} (from {module.library})"]
     if module.packages:
         out.append(f"unpacked from the Debian package(s) {', '.join(module.packages)}, not installed")
-    out.append("/etc/nsswitch.conf: " + "; ".join(switched(module)))
+    out.append("/etc/nsswitch.conf: " + "; ".join(switched(module).values()))
     for target, source in module.files.items():
         mode = f", mode {module.modes[target]:04o}" if target in module.modes else ""
         out.append(f"{target} from {source}{mode}")

@@ -85,10 +85,9 @@ class ModuleTable:
             status = Text(c.status, style=STYLE.get(c.status, ""))
             table.add_row("", c.id, status, f"{c.seconds:.2f}s", Padding(reason, (0, 0, 0, 1)))
         yield table
-        needed = next((r.needs(c) for c in r.checks if r.needs(c)), [])
-        if needed:  # once per module: every reproducer above needs the same
+        if any(r.needs(c) for c in r.checks):  # once per module: every reproducer needs the same
             yield Text(visible("  the reproducers above need, as the lab installed it:"))
-            for line in needed:  # whole, however long: a path must paste back
+            for line in r.setup:  # whole, however long: a path must paste back
                 yield Text(visible(f"    {line}"), no_wrap=True, overflow="ignore")
         for svc in r.services:  # the backend the answers came from, and how it ended
             said = " | ".join((svc.get("tail") or "").splitlines()[-2:])  # whole lines, the last two
