@@ -139,9 +139,11 @@ class ModuleSession:
             self.pending[c] = self.pool.submit(self.run_one, c, gates, self.generation)
 
     def run_one(self, check_id: str, gates: list[CheckResult], generation: int) -> CheckResult:
-        result = announced(self.key, check_id, self.ctx, gates)
+        progress.check_started(self.key, check_id)
+        result = run_check(check_id, self.ctx, gates)
         if generation == self.generation:  # not a check cut off by close() (Ctrl-C, teardown)
             self.keep_result(result)
+            progress.check_done(self.key, result)  # a cut-off check's "error" is not its verdict
         return result
 
     def result(self, check_id: str) -> CheckResult:
@@ -183,6 +185,7 @@ class ModuleSession:
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = None
         self.generation += 1
+        cut = [c for c in self.pending if c not in self.results]
         self.pending = {c: f for c, f in self.pending.items() if c in self.results}
         if not self.installed:
             self.mine = None
@@ -196,7 +199,10 @@ class ModuleSession:
             if self.opened_at is not None:
                 self.report.seconds += time.monotonic() - self.opened_at
                 self.opened_at = None
-            progress.done(self.key, f"{self.report.verdict.upper()} ({self.report.seconds:.1f} s)")
+            said = f"{self.report.verdict.upper()} ({self.report.seconds:.1f} s)"
+            if cut:  # Ctrl-C or SIGTERM: the verdict is only the finished checks'
+                said = f"cut off with {len(cut)} check(s) unfinished (the finished ones: {said})"
+            progress.done(self.key, said)
 
 
 def announced(key: str, check_id: str, ctx: Context, gates: list[CheckResult]) -> CheckResult:

@@ -3,6 +3,7 @@ checks are asked for twice, a run is cut off, or the library is no ELF file."""
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from lab import session
+from lab import progress, session
 from lab.results import CheckResult
 
 
@@ -106,6 +107,29 @@ def test_a_check_cut_off_by_close_does_not_overwrite_the_next_run(target, monkey
     again = one.result("threads")  # reopens, runs it again
     time.sleep(0.6)  # the first run has returned by now
     assert again.reason == "second" and one.results["threads"].reason == "second"
+
+
+def test_a_check_cut_off_by_close_is_not_logged_and_the_module_line_says_it_was_cut(target, monkeypatch):
+    """A CI log once said `slowlab on sandbox: lookup error` and then `PASS` after a SIGTERM:
+    neither was a verdict. The cut-off check says nothing; the module's line says it was cut."""
+    started = threading.Event()
+
+    def check(ctx):
+        started.set()
+        time.sleep(0.3)
+        return CheckResult("error", "the target's install is gone")
+
+    monkeypatch.setitem(session.REGISTRY, "threads", check)
+    log = io.StringIO()
+    with progress.shown(progress.Plain(log)):
+        one = session.ModuleSession("a")
+        one.start(["threads"])
+        assert started.wait(5)
+        one.close()  # SIGTERM while the check runs
+        time.sleep(0.5)  # the cut-off check has returned by now
+    lines = log.getvalue().splitlines()
+    assert not any("threads" in line for line in lines[lines.index("a on sandbox: running 1 checks") + 1 :])
+    assert lines[-1].startswith("a on sandbox: cut off with 1 check(s) unfinished (the finished ones: PASS")
 
 
 def test_a_library_that_is_no_elf_file_is_one_error_and_is_not_left_installed(target, monkeypatch):
