@@ -1,6 +1,10 @@
 from __future__ import annotations
 
 import os
+import re
+import shlex
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -59,3 +63,44 @@ def lab_run():
 
 def checks(report: ModuleReport) -> dict:
     return {c.id: c for c in report.checks}
+
+
+def existing(path: Path) -> Path:
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def outside_the_lab(report: ModuleReport, command: str) -> subprocess.CompletedProcess:
+    """COMMAND run as a maintainer would after following the report's set-up lines, without
+    the lab: each "TARGET from SOURCE" file copied into place, the nsswitch.conf lines written,
+    the library found by its soname. In a private mount namespace, each directory written to
+    under an overlay, so the host keeps its own."""
+    files = [re.match(r"(/\S+) from (\S+?)(?:, mode (\d+))?$", line) for line in report.setup]
+    files = [m for m in files if m]
+    library = re.match(r"the library as \S+ \(from (\S+)\)$", report.setup[0])
+    prefix = "/etc/nsswitch.conf: "
+    switch = next((line.removeprefix(prefix) for line in report.setup if line.startswith(prefix)), "")
+    assert files and library, report.setup
+    with tempfile.TemporaryDirectory(prefix="nsslab-repro-") as scratch:
+        script = ["set -e", "mount --make-rprivate /"]
+        bases = sorted({str(existing(Path(m[1]).parent)) for m in files} | ({"/etc"} if switch else set()))
+        for i, base in enumerate(bases):  # e.g. /etc, /var/lib: the host's files, writes kept apart
+            up, work = f"{scratch}/u{i}", f"{scratch}/w{i}"
+            script.append(f"mkdir {up} {work}")
+            script.append(
+                f"mount -t overlay nsslab-repro -o lowerdir={base},upperdir={up},workdir={work} {base}"
+            )
+        for m in files:
+            script.append(f"mkdir -p {shlex.quote(str(Path(m[1]).parent))}")
+            script.append(f"install -m {m[3] or '644'} {shlex.quote(m[2])} {shlex.quote(m[1])}")
+        for entry in filter(None, switch.split("; ")):  # "passwd: files golab"
+            db = entry.split(":")[0]
+            script.append(
+                f"sed -i '/^{db}:/d' /etc/nsswitch.conf && echo {shlex.quote(entry)} >> /etc/nsswitch.conf"
+            )
+        script.append(f"LD_LIBRARY_PATH={shlex.quote(str(Path(library[1]).parent))} {command}")
+        return subprocess.run(
+            ["unshare", "--mount", "sh", "-c", "\n".join(script)],
+            capture_output=True, text=True, timeout=60, start_new_session=True, check=False,
+        )  # fmt: skip

@@ -226,6 +226,8 @@ def judge(result: dict, module: str, where: str = "") -> CheckResult | None:
         doing += f", at {result['progress']}"
     prefix = f"{where}: " if where else ""
     details = {"step": result.get("id"), "seconds": result.get("seconds")}
+    if result.get("progress"):  # the direct call's last note: where in the step it ended
+        details["progress"] = result["progress"]
     raw = result.get("crash") or result.get("hang")
     diagnosis = diagnose(result, module)
     evidence = forensic(diagnosis, raw, result.get("id"))

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 
 from lab.checks.base import UNKNOWN_NAME, CheckResult, Claim, Context, brief, check, summary, verdict
+from lab.probe.direct.fds import AFTER_CLOSE
 
 LOOKUPS = 1000  # in one thread: the descriptor count must stay flat
 THREADS = 200  # thread create -> one lookup -> join cycles
 BUDGET = 3.0  # seconds of calls in the probe (clab needs ~0.2 s; a 300 ms-per-call module gets ~10 calls)
+WAKE = 6.0  # seconds the reuse step waits for the module's own threads to wake (Go: golab's 5 s timer)
 MISS_ID = 4242424
 EMFILE_DEFAULT = 1024  # the soft RLIMIT_NOFILE most daemons run with (systemd's default, sshd's)
 
@@ -27,7 +30,10 @@ def descriptors(ctx: Context) -> CheckResult:
     (c) A caller that closed every descriptor from 3 up and opened its own at the same
     numbers must get them back untouched after more lookups (SSSD#6592: the next
     getpwnam() replaced a daemon's TCP socket with sssd's Unix socket; SSSD#6986:
-    sss_nss_mc_destroy_ctx() closed it).
+    sss_nss_mc_destroy_ctx() closed it). A thread of the module blocked on one of those
+    numbers (Go's netpoller in epoll_pwait until its next timer) is waited for: when it wakes
+    it is the caller's file it polls, and a Go runtime aborts ("runtime: netpoll failed",
+    golang/go#11498).
 
     Bounded by a time budget: a slow module is judged on the calls that fitted, and the
     reason says how many."""
@@ -54,9 +60,10 @@ def descriptors(ctx: Context) -> CheckResult:
         lookups=LOOKUPS,
         threads=THREADS,
         budget=BUDGET,
+        wake=WAKE,
     )
     if bad:
-        return bad
+        return after_close(bad, reproducer_key(ctx))
     return judge(value, reproducer_key(ctx))
 
 
@@ -66,7 +73,11 @@ def reproducer_key(ctx: Context) -> str:
 
 def judge(obs: dict, key: str = UNKNOWN_NAME) -> CheckResult:
     """The verdict on the probe's observations (lab/probe/direct/fds.py: descriptors)."""
-    claims = [c for c in (inherit_claim(obs, key), *growth_claims(obs, key), reuse_claim(obs, key)) if c]
+    claims = [
+        c
+        for c in (inherit_claim(obs, key), *growth_claims(obs, key), reuse_claim(obs, key), wait_claim(obs))
+        if c
+    ]
     details = {
         "phases": obs["phases"],
         "lookups": obs["lookups"],
@@ -78,6 +89,7 @@ def judge(obs: dict, key: str = UNKNOWN_NAME) -> CheckResult:
         "kept": kept(obs),
         "growth": {k: rise(obs[k]) for k in ("lookups", "threads")},
         "reuse_problems": reuse_problems(obs),
+        "waits": obs["reuse"].get("waits", []),
     }
     found = verdict(claims, details)
     if found:
@@ -245,7 +257,9 @@ def reuse_problems(obs: dict) -> list[str]:
         for got in states:
             text = state_text(got)
             if text and got["state"] != last:
-                when = " in the listing" if got.get("after") == "listing" else ""
+                when = {"listing": " in the listing", "wake": " when its own thread woke"}.get(
+                    got.get("after"), ""
+                )
                 said.append(text + when)
             last = got["state"]
             if last in ("closed", "replaced"):
@@ -323,6 +337,64 @@ def reuse_claim(obs: dict, key: str) -> Claim | None:
     )
 
 
+def wait_claim(obs: dict) -> Claim | None:
+    """A thread of the module still blocked on a number the caller has reopened, that did not
+    wake within the lab's wait: what it does then is unseen, so a warn."""
+    reuse = obs["reuse"]
+    asleep = [w for w in reuse.get("waits", []) if w.get("woke") is None]
+    if not asleep:
+        return None
+    w = asleep[0]
+    was = reuse["module_held"].get(str(w["fd"]), {}).get("target", "?")
+    until = f"its {w['timeout']:.1f} s timeout is past the lab's wait" if w["timeout"] else "no timeout"
+    return Claim(
+        "warn",
+        f"the module's thread {w['tid']} ({w['comm']}) is still blocked in {w['call']} on fd {w['fd']}, its "
+        f"{was} until the caller closed fds 3 and up and the caller's file now ({until}): when it wakes "
+        "it uses the caller's file",
+        impact="none seen: the thread did not wake while the lab waited; a caller that closed its "
+        "descriptors and runs on meets whatever the thread does to its file then",
+        control=f"fd {w['fd']} was the module's {was} in the descriptor table read right before the caller "
+        "closed it; the thread's wait was read from /proc after the caller's file took the number",
+    )
+
+
+def after_close(bad: CheckResult, key: str) -> CheckResult:
+    """A crash or hang after the caller closed fds 3 and up and opened its own: the module used
+    a number it held (a lookup's code, or its own thread waking), so it is a claim of (c)."""
+    if bad.status not in ("crash", "hang") or AFTER_CLOSE not in bad.details.get("progress", ""):
+        return bad
+    said = [
+        line.strip()
+        for line in bad.details.get("stderr", "").splitlines()
+        if re.search(r"\bfd \d+|^fatal error", line.strip())
+    ][:2]
+    if said:
+        bad.reason += "; the module said: " + ", ".join(repr(line) for line in said)
+    k = f"{json.dumps(key)}.encode()"
+    program = (
+        "import ctypes, os, tempfile, time; libc = ctypes.CDLL(None); "
+        f"q = lambda: [libc.getpwnam({k}), libc.getpwuid({MISS_ID}), "
+        f"libc.getpwnam({json.dumps(UNKNOWN_NAME)}.encode())]; q(); os.closerange(3, 256); "
+        "fds = [(os.unlink(p), fd)[1] for fd, p in (tempfile.mkstemp() for i in range(8))]; q(); "
+        f'time.sleep({WAKE:g}); q(); print("alive")'
+    )
+    bad.impact = (
+        "a daemon that resolves a user, then closes its descriptors from 3 up (daemonizing) and opens its "
+        f"own, is {'killed' if bad.status == 'crash' else 'frozen'} by the module's use of a number it held; "
+        "when the module's own thread is what wakes on it, no further lookup is needed"
+    )
+    bad.control = (
+        "the same process's earlier parts (its point lookups, the listing, 1,000 lookups in one thread, 200 "
+        "thread create->lookup->join cycles) ran with the module's descriptors in place; the "
+        f"{bad.status} came only after the caller closed them"
+    )
+    bad.reproduce = (
+        f"python3 -c {shlex.quote(program)}  # with the module in nsswitch.conf; a sound one: alive"
+    )
+    return bad
+
+
 # ---------------------------------------------------------------- pass
 
 
@@ -337,6 +409,12 @@ def pass_reason(obs: dict) -> str:
         f"the caller's own files at fds {brief(reuse['numbers'])} untouched by "
         f"{reuse['calls'] + reuse.get('listing_calls', 0)} calls after it closed 3 and up",
     ]
+    woke = [w for w in reuse.get("waits", []) if w.get("woke") is not None]
+    if woke:
+        parts[-1] += (
+            f", nor by the module's {len(woke)} thread(s) that woke from waits on those numbers "
+            f"(within {reuse['waited']:g} s)"
+        )
     k = kept(obs)
     if k:
         parts.append(

@@ -74,6 +74,15 @@ class Reader:
         return [line for line in lines if line.strip()]
 
 
+def clip(text: str, kept: int = 2000) -> str:
+    """Its head and tail: a runtime's crash dump says why in its first lines (Go: "fatal
+    error: ..."), glibc's last words come last."""
+    if len(text) <= kept:
+        return text
+    half = kept // 2
+    return f"{text[:half]}\n[... {len(text) - kept} characters ...]\n{text[-half:]}"
+
+
 def run_step(step: dict) -> dict:
     """Runs STEP in a fresh worker under the hang watch, in a process group of its own led
     by a sentinel; ends with no process of the step left running (see end_leftovers)."""
@@ -179,9 +188,9 @@ def run_step(step: dict) -> dict:
         call = started_by.get(left["pid"])
         left["call"] = {"fn": call["fn"], "arg": call.get("arg"), "where": call["where"]} if call else None
     out["events"] = events
-    out["stderr"] = io.buf[io.err].decode(errors="replace")[-2000:]
+    out["stderr"] = clip(io.buf[io.err].decode(errors="replace"))
     # what the module (or glibc on its behalf) wrote to the caller's stdout: never the lab's channel
-    out["stdout"] = io.buf[io.out].decode(errors="replace")[-2000:]
+    out["stdout"] = clip(io.buf[io.out].decode(errors="replace"))
     out["stdout_bytes"] = len(io.buf[io.out]) + io.spilled.get(io.out, 0)
     out["seconds"] = round(time.monotonic() - start, 3)
     out["progress"] = read(progress).strip()

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
-import shlex
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from lab.runner import ModuleReport, run_module
-from tests.conftest import MODULES, checks
+from tests.conftest import MODULES, checks, outside_the_lab
 
 pytestmark = pytest.mark.sandbox
 
@@ -93,33 +91,6 @@ def test_extrausers_listing_defect_is_shown_through_glibc_with_db_as_the_control
     assert problems["glibc's"] == "fail"
 
 
-def existing(path: Path) -> Path:
-    while not path.exists():
-        path = path.parent
-    return path
-
-
-def outside_the_lab(report: ModuleReport, command: str) -> subprocess.CompletedProcess:
-    """COMMAND run as a maintainer would after following the report's set-up lines, without
-    the lab: each "TARGET from SOURCE" file copied into place, the library found by its soname.
-    In a private mount namespace (a tmpfs over the files' parent, so the host keeps its own)."""
-    files = [re.match(r"(/\S+) from (\S+?)(?:, mode (\d+))?$", line) for line in report.setup]
-    files = [m for m in files if m]
-    library = re.match(r"the library as \S+ \(from (\S+)\)$", report.setup[0])
-    assert files and library, report.setup
-    script = ["set -e", "mount --make-rprivate /"]
-    for base in sorted({str(existing(Path(m[1]).parent)) for m in files}):
-        script.append(f"mount -t tmpfs nsslab-repro {shlex.quote(base)}")  # e.g. /var/lib
-    for m in files:
-        script.append(f"mkdir -p {shlex.quote(str(Path(m[1]).parent))}")
-        script.append(f"install -m {m[3] or '644'} {shlex.quote(m[2])} {shlex.quote(m[1])}")
-    script.append(f"LD_LIBRARY_PATH={shlex.quote(str(Path(library[1]).parent))} {command}")
-    return subprocess.run(
-        ["unshare", "--mount", "sh", "-c", "\n".join(script)],
-        capture_output=True, text=True, timeout=60, start_new_session=True, check=False,
-    )  # fmt: skip
-
-
 def test_the_reproducer_shows_the_defect_without_the_lab(debian_run):
     """extrausers' enumeration reproducer, `getent -s extrausers passwd`, run with only what
     its set-up lines name: it prints nothing, where libnss-db with the same users prints all
@@ -159,7 +130,6 @@ def test_a_big_directory_is_judged_by_what_the_manifest_declares(tmp_path):
     """5,000 users and a 5,000-member group (75 KiB with its pointer array: more than the
     lab's first 64 KiB buffer), 2 users declared: no fail for the undeclared entries, the
     big group listed after a grown buffer, and reasons that give counts, not 5,000 names."""
-    import subprocess
     import sys
 
     make = MODULES / "debian" / "bigdir" / "make.py"

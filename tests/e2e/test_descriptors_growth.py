@@ -7,8 +7,9 @@ import os
 
 import pytest
 
+from lab.probe.direct.fds import AFTER_CLOSE
 from lab.runner import run_module
-from tests.conftest import MODULES, checks
+from tests.conftest import MODULES, checks, outside_the_lab
 from tests.load import busy
 
 pytestmark = pytest.mark.sandbox
@@ -125,3 +126,33 @@ def test_a_cold_first_lookup_is_not_taken_for_the_cost_of_each(lab_run):
     assert g.status == "pass", g.reason
     assert g.details["done"] == 20000 and g.details["warmup"] == 1000
     assert g.details["per_call"] < 0.001
+
+
+def test_a_go_runtime_aborts_when_its_netpoller_wakes_on_the_callers_reopened_number(lab_run):
+    """golab's Go runtime sits in epoll_pwait on its epoll descriptor until its next timer; after
+    the caller closed 3 and up and opened its own files, that wait ends on the caller's file and
+    the runtime aborts (golang/go#11498). The lab waits for the thread, names it and the module's
+    last words, and its reproducer aborts without the lab, where clab's process says alive."""
+    report = lab_run("golab")
+    d = checks(report)["descriptors"]
+    assert d.status == "crash" and d.cause == "abort-in-module", d.reason
+    assert AFTER_CLOSE in d.details["progress"]
+    assert "blocked in epoll_pwait on fd" in d.details["progress"]
+    assert "anon_inode:[eventpoll] until then, the caller's file now" in d.details["progress"]
+    assert "'runtime: epollwait on fd" in d.reason and "'fatal error: runtime: netpoll failed'" in d.reason
+    assert "daemonizing" in d.impact and "only after the caller closed them" in d.control
+    program = d.reproduce.split("  # ")[0]
+    bad = outside_the_lab(report, program)
+    assert bad.returncode == 128 + 6 and "fatal error: runtime: netpoll failed" in bad.stderr, bad.stderr[
+        -500:
+    ]
+    assert "alive" not in bad.stdout
+    good = outside_the_lab(lab_run("clab"), program)  # the same program with a module without threads
+    assert good.returncode == 0 and good.stdout == "alive\n", good.stderr
+
+
+def test_only_a_thread_of_the_module_blocked_on_the_reopened_number_is_waited_for(lab_run):
+    """The other direction: modules with no thread of their own are not waited for."""
+    for name in ("clab", "fdreuselab"):
+        reuse = checks(lab_run(name))["descriptors"].details["reuse"]
+        assert reuse["waits"] == [] and reuse["waited"] == 0.0, name

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import copy
 
-from lab.checks.descriptors import judge
+from lab.checks.descriptors import after_close, judge
+from lab.probe.direct.fds import AFTER_CLOSE
+from lab.results import CheckResult
 
 SOCKET = "socket:[2171268] (AF_UNIX, peer '/var/lib/sss/pipes/nss')"
 HELD = {"4": {"target": "/var/lib/sss/mc/passwd", "cloexec": True}, "5": {"target": SOCKET, "cloexec": True}}
@@ -199,3 +201,69 @@ def test_the_reuse_reproducer_leaves_nothing_and_shows_writes_and_offsets():
     assert got.control.startswith("no control")
     obs["reuse"]["before"] = {n: {"state": "intact"} for n in ("3", "4", "5")}
     assert "before the module's calls" in judge(obs).control
+
+
+def go_wait(woke: float | None, timeout: float | None = 4.9) -> dict:
+    return {"tid": 4321, "comm": "python3", "call": "epoll_pwait", "fd": 4, "timeout": timeout, "woke": woke}
+
+
+def test_a_module_thread_that_woke_and_left_the_files_alone_passes_and_is_said():
+    obs = observed()
+    obs["reuse"].update(waits=[go_wait(4.95)], waited=5.45)
+    got = judge(obs)
+    assert got.status == "pass", got.reason
+    assert (
+        "nor by the module's 1 thread(s) that woke from waits on those numbers (within 5.45 s)" in got.reason
+    )
+
+
+def test_a_module_thread_still_asleep_on_the_callers_number_is_a_warn_not_a_fail():
+    obs = observed()
+    obs["reuse"].update(waits=[go_wait(None, timeout=None)], waited=0.0)
+    got = judge(obs)
+    assert got.status == "warn", got.reason
+    assert (
+        "thread 4321 (python3) is still blocked in epoll_pwait on fd 4, its /var/lib/sss/mc/passwd"
+        in got.reason
+    )
+    assert "(no timeout)" in got.reason and got.impact.startswith("none seen")
+
+
+def test_a_write_when_the_modules_thread_woke_is_named_as_such():
+    obs = observed()
+    obs["reuse"].update(waits=[go_wait(4.9)], waited=5.4)
+    wrote = {"state": "written", "size": 641, "was": 640, "at": 640, "text": "\x01"}
+    obs["reuse"]["files"]["5"] = [
+        {"state": "intact"},
+        {"state": "intact", "after": "listing"},
+        {**wrote, "after": "wake"},
+    ]
+    got = judge(obs)
+    assert got.status == "fail"
+    assert got.details["reuse_problems"][0].endswith("'\\x01' when its own thread woke")
+
+
+def crashed(progress: str) -> CheckResult:
+    stderr = (
+        "runtime: epollwait on fd 4 failed with 22\nfatal error: runtime: netpoll failed\n\nruntime stack:\n"
+    )
+    details = {"step": "descriptors", "progress": progress, "stderr": stderr}
+    return CheckResult("crash", "descriptor checks: process killed by SIGABRT", details)
+
+
+def test_a_crash_after_the_callers_close_is_a_claim_with_the_modules_last_words():
+    got = after_close(
+        crashed(f"descriptors: {AFTER_CLOSE}, waiting 4.9 s for the module's thread 9"), "pyama"
+    )
+    assert got.status == "crash"
+    assert got.reason.endswith(
+        "the module said: 'runtime: epollwait on fd 4 failed with 22', 'fatal error: runtime: netpoll failed'"
+    )
+    assert "killed" in got.impact and "only after the caller closed them" in got.control
+    assert "os.closerange(3, 256)" in got.reproduce and 'print("alive")' in got.reproduce
+
+
+def test_a_crash_before_the_close_is_left_as_it_was():
+    before = crashed("descriptors: 200 threads, each created, making one lookup, joined")
+    got = after_close(copy.deepcopy(before), "pyama")
+    assert got == before and got.impact is None

@@ -23,6 +23,7 @@ import time
 from .. import clock, worker
 from .. import entrypoints as ep
 from ..protocol import CHANNEL, SCRATCH
+from . import wakes
 
 BUFFER = 1 << 16
 HIGH = 900  # the probe's channel lives from here up (protocol.open_channel); the caller's range is below
@@ -39,6 +40,7 @@ HELPER = (
     "print(json.dumps(out))\n"
 )
 CALLER_FILE = b"nsslab: the caller's own file at fd %d\n"
+AFTER_CLOSE = "after the caller closed fds 3 and up"  # in the notes of the steps that follow it
 
 
 class Caller:
@@ -204,7 +206,7 @@ def descriptors(module: ep.Module, spec: dict) -> dict:
     out["lookups"] = flat_lookups(module, caller, spec.get("lookups", 1000), until(0.25))
     out["threads"] = flat_threads(module, caller, spec.get("threads", 200), until(0.25))
     phase("after all", out["lookups"]["done"] + out["threads"]["done"])
-    out["reuse"] = reuse(module, caller, spec.get("listings", []), until(0.2))
+    out["reuse"] = reuse(module, caller, spec.get("listings", []), until(0.2), spec.get("wake", 6.0))
     out["seconds"] = round(time.monotonic() - started, 3)
     return out
 
@@ -246,9 +248,10 @@ def move_up(fd: int, path: str) -> int:
     return high
 
 
-def reuse(module: ep.Module, caller: Caller, listings: list[str], deadline: float) -> dict:
+def reuse(module: ep.Module, caller: Caller, listings: list[str], deadline: float, wake: float) -> dict:
     """The SSSD#6592/#6986 caller: after the module cached its descriptors, it closes 3 up
-    to the lab's channel, opens files of its own at those numbers, and looks up again."""
+    to the lab's channel, opens files of its own at those numbers, and looks up again; then
+    waits (up to WAKE seconds) for the module's threads blocked on those numbers to wake."""
     # The lab's own descriptors move up beside its channel first: they are not the caller's,
     # and the progress note must not land in the caller's files.
     if isinstance(worker.PROGRESS_FD, int) and worker.PROGRESS_PATH:  # None outside a worker
@@ -275,7 +278,7 @@ def reuse(module: ep.Module, caller: Caller, listings: list[str], deadline: floa
         files[n] = {"id": [st.st_dev, st.st_ino], "offset": 7, "content": content}
     # The control: each file as the caller left it, measured the same way before the module's calls.
     before = {str(n): caller_file(n, want) for n, want in files.items()}
-    module.note("descriptors: lookups after the caller closed fds 3 and up and opened its own files")
+    module.note(f"descriptors: lookups {AFTER_CLOSE} and opened its own files")
     calls = caller.run(max(len(caller), 3), deadline)
     # Looked at twice: after the lookups, and after the listing (a module that writes to a
     # number in its lookups may close it in end*ent: both are named).
@@ -288,11 +291,30 @@ def reuse(module: ep.Module, caller: Caller, listings: list[str], deadline: floa
         module.getent(db)
         module.endent(db)
         listed += 3
+    if listed:
+        for n, want in files.items():
+            seen[str(n)].append({**caller_file(n, want), "after": "listing"})
+    # The module's own threads still waiting on a number it held: they act when they wake,
+    # with no call from the caller (Go's netpoller, on its next timer). Waited for, bounded.
+    waits = wakes.blocked_on(set(closed))
+    waited = 0.0
+    timed = sorted(
+        (w for w in waits if w["timeout"] is not None and w["timeout"] <= wake), key=lambda w: w["timeout"]
+    )
+    if timed:
+        w = timed[-1]
+        named = "" if w["comm"] == main_comm() else f" ({w['comm']})"
+        module.note(
+            f"descriptors: {AFTER_CLOSE}, waiting {w['timeout']:.1f} s for the module's thread "
+            f"{w['tid']}{named} to wake, blocked in {w['call']} on fd {w['fd']} "
+            f"(its {held[w['fd']]['target']} until then, the caller's file now)"
+        )
+    if waits:
+        waited = wakes.await_wakes(waits, wake)
+        for n, want in files.items():
+            seen[str(n)].append({**caller_file(n, want), "after": "wake"})
     for n, want in files.items():
-        state = caller_file(n, want)
-        if listed:
-            seen[str(n)].append({**state, "after": "listing"})
-        if state["state"] in ("intact", "written", "moved"):
+        if caller_file(n, want)["state"] in ("intact", "written", "moved"):
             os.close(n)  # still the caller's file: ours to close
     return {
         "module_held": {str(fd): held[fd] for fd in closed},
@@ -301,7 +323,15 @@ def reuse(module: ep.Module, caller: Caller, listings: list[str], deadline: floa
         "listing_calls": listed,
         "before": before,
         "files": seen,
+        "waits": waits,
+        "waited": waited,
     }
+
+
+def main_comm() -> str:
+    """The process's own thread name: a thread that has no other (Go's) says nothing."""
+    with open("/proc/self/comm") as f:
+        return f.read().strip()
 
 
 def caller_file(n: int, want: dict) -> dict:
