@@ -58,12 +58,13 @@ def test_a_planted_module_fails_with_its_cause(pytester):
     result, cases = run(pytester, str(MODULES / "golab" / "module.toml"), "--nss-ignore-expect")
     assert result.ret == 1
     failed = {n for n, c in cases.items() if c["outcome"] == "failure"}
-    assert failed == {"fork-child", "setxid", "tab-completion"}
+    assert failed == {"descriptors", "fork-child", "setxid", "tab-completion"}
     fork = cases["fork-child"]
     assert fork["status"] == "hang" and fork["cause"] == "go-runtime-after-fork"
     # the failure text carries the reason, the claims and the proof, not just a status
     assert "reason: " in fork["text"] and "runtime.futex" in fork["text"] and "reproduce: " in fork["text"]
     assert cases["setxid"]["status"] == "crash" and cases["setxid"]["cause"] == "setxid-abort"
+    assert cases["descriptors"]["status"] == "crash" and cases["descriptors"]["cause"] == "abort-in-module"
     evidence = re.search(r"evidence: (\S+fork-child\.txt)", fork["text"])
     assert evidence and Path(pytester.path / evidence[1]).exists()  # the file it names was written
     assert cases["lookup"]["outcome"] == "passed"
@@ -73,7 +74,7 @@ def test_the_manifests_expect_turns_known_findings_into_xfails_and_a_change_into
     result, cases = run(pytester, str(MODULES / "golab" / "module.toml"), "-rx")
     assert result.ret == 0, result.stdout.str()[-3000:]
     outcomes = result.parseoutcomes()
-    assert outcomes.get("xfailed") == 3 and "failed" not in outcomes
+    assert outcomes.get("xfailed") == 4 and "failed" not in outcomes
     assert "XFAIL" in result.stdout.str() and "expected hang" in result.stdout.str()
     # the same module with [expect] saying tab-completion passes: the hang is now a regression
     manifest = pytester.path / "golab" / "module.toml"
@@ -195,7 +196,7 @@ def test_a_hang_seen_from_an_author_test_is_the_labs_diagnosis(pytester):
         def test_forked_lookup(nss_lab):
             call = {"fn": "getpwnam", "arg": "pyama"}
             [result] = nss_lab.scenario([nss_lab.step("fork", [call], before=[call], fork=True, timeout=10)])
-            assert result["outcome"] == "hang"
+            assert result["outcome"] == "hang", {k: result.get(k) for k in ("outcome", "code", "stderr", "events")}
             assert "hang" in result
         """
     )
@@ -220,7 +221,7 @@ def test_xdist_loadgroup_keeps_each_modules_checks_on_one_worker(pytester):
             workers.setdefault(m[2], set()).add(m[1])
     assert set(workers) == {"clab", "golab"}
     assert all(len(w) == 1 for w in workers.values()), workers
-    assert result.parseoutcomes().get("xfailed") == 3
+    assert result.parseoutcomes().get("xfailed") == 4
     # the controller's report holds both workers' verdicts
     page = html.read_text()
     found = re.finditer(r'<section [^>]*data-module="(\w+)"(.*?)</section>', page, re.S)
