@@ -195,8 +195,14 @@ def test_a_hang_seen_from_an_author_test_is_the_labs_diagnosis(pytester):
         test_go="""
         def test_forked_lookup(nss_lab):
             call = {"fn": "getpwnam", "arg": "pyama"}
-            [result] = nss_lab.scenario([nss_lab.step("fork", [call], before=[call], fork=True, timeout=10)])
-            assert result["outcome"] == "hang", {k: result.get(k) for k in ("outcome", "code", "stderr", "events")}
+            # Most forks of a process whose Go runtime has run freeze in the child, not every
+            # one (2 of 30 single forks here went through): up to 5 forks, each its own worker.
+            step = nss_lab.step("fork", [call], before=[call], fork=True, timeout=10)
+            for _ in range(5):
+                [result] = nss_lab.scenario([step])
+                if result["outcome"] != "exited":
+                    break
+            assert result["outcome"] == "hang", {k: result.get(k) for k in ("outcome", "code", "events")}
             assert "hang" in result
         """
     )
