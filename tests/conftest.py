@@ -92,8 +92,12 @@ def outside_the_lab(report: ModuleReport, command: str) -> subprocess.CompletedP
                 f"mount -t overlay nsslab-repro -o lowerdir={base},upperdir={up},workdir={work} {base}"
             )
         for m in files:
+            target, source = shlex.quote(m[1]), shlex.quote(m[2])
+            if Path(m[2]).is_dir():  # a directory of drop-ins (/run/userdb), symlinks and all
+                script.append(f"mkdir -p {target} && cp -a {source}/. {target}/")
+                continue
             script.append(f"mkdir -p {shlex.quote(str(Path(m[1]).parent))}")
-            script.append(f"install -m {m[3] or '644'} {shlex.quote(m[2])} {shlex.quote(m[1])}")
+            script.append(f"install -m {m[3] or '644'} {source} {target}")
         for entry in filter(None, switch.split("; ")):  # "passwd: files golab"
             db = entry.split(":")[0]
             script.append(

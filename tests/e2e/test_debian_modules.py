@@ -17,7 +17,7 @@ from tests.conftest import MODULES, checks, outside_the_lab
 pytestmark = pytest.mark.sandbox
 
 HOST_FILES = ("/etc/nsswitch.conf", "/var/lib/dpkg/status")
-DEBIAN = ("extrausers", "db", "systemd", "sss", "ldapd", "cache", "unknown")
+DEBIAN = ("extrausers", "db", "systemd", "systemd-empty", "sss", "ldapd", "cache", "unknown")
 
 
 def digests() -> dict[str, str]:
@@ -103,6 +103,24 @@ def test_the_reproducer_shows_the_defect_without_the_lab(debian_run):
     assert outside_the_lab(bad, "getent -s extrausers passwd deb1").stdout.startswith("deb1:x:20001:")
     good = outside_the_lab(debian_run("db")[0], "getent -s db passwd")
     assert [line.split(":")[0] for line in good.stdout.splitlines()] == ["deb0", "deb1", "deb2"], good.stderr
+
+
+def test_empty_membership_dropins_lose_the_group_in_initgroups_and_filled_ones_keep_it(debian_run):
+    """nss-systemd 252 with the same records twice: each USER:GROUP.membership file empty
+    (systemd#37945: skipped as masked) loses debextra in `id -G`, with `getent group` as the
+    control; holding "{}" it keeps it. Both shown again without the lab, from the set-up lines."""
+    bad_report, good_report = debian_run("systemd-empty")[0], debian_run("systemd")[0]
+    bad, good = checks(bad_report), checks(good_report)
+    assert bad["initgroups"].status == "fail" and "returned UNAVAIL (errno 3)" in bad["initgroups"].reason
+    assert "through glibc, `id -G deb1` misses the declared gid(s) [20050]" in bad["initgroups"].reason
+    assert bad["initgroups"].control.startswith("`getent -s systemd group 20050` lists the group")
+    assert bad["lookup"].reason.startswith("`id -G deb1` (initgroups): got [20000], want [20000, 20050]")
+    assert good["initgroups"].status == "pass" and good["lookup"].status == "pass"
+    assert bad["initgroups"].reproduce == "id -G deb1; getent -s systemd group 20050"
+    lost = outside_the_lab(bad_report, "id -G deb1; getent -s systemd group 20050")
+    assert lost.stdout.split("\n")[:2] == ["20000", "debextra:x:20050:deb1"], lost.stderr
+    kept = outside_the_lab(good_report, "id -G deb1")
+    assert kept.stdout.split() == ["20000", "20050"], kept.stderr
 
 
 @pytest.mark.parametrize("name", DEBIAN)
