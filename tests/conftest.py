@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -83,7 +84,9 @@ def outside_the_lab(report: ModuleReport, command: str) -> subprocess.CompletedP
     switch = next((line.removeprefix(prefix) for line in report.setup if line.startswith(prefix)), "")
     assert files and library, report.setup
     with tempfile.TemporaryDirectory(prefix="nsslab-repro-") as scratch:
-        script = ["set -e", "mount --make-rprivate /"]
+        # the overlays' layers on a tmpfs of the namespace's own: gone with it, and never an
+        # overlayfs /tmp (which the kernel refuses as an upper layer)
+        script = ["set -e", "mount --make-rprivate /", f"mount -t tmpfs nsslab-repro {scratch}"]
         bases = sorted({str(existing(Path(m[1]).parent)) for m in files} | ({"/etc"} if switch else set()))
         for i, base in enumerate(bases):  # e.g. /etc, /var/lib: the host's files, writes kept apart
             up, work = f"{scratch}/u{i}", f"{scratch}/w{i}"
@@ -103,8 +106,15 @@ def outside_the_lab(report: ModuleReport, command: str) -> subprocess.CompletedP
             script.append(
                 f"sed -i '/^{db}:/d' /etc/nsswitch.conf && echo {shlex.quote(entry)} >> /etc/nsswitch.conf"
             )
-        script.append(f"LD_LIBRARY_PATH={shlex.quote(str(Path(library[1]).parent))} {command}")
-        return subprocess.run(
+        # for every command of COMMAND, and each runs whatever the one before it answered
+        script += [f"export LD_LIBRARY_PATH={shlex.quote(str(Path(library[1]).parent))}", "set +e", command]
+        proc = subprocess.Popen(
             ["unshare", "--mount", "sh", "-c", "\n".join(script)],
-            capture_output=True, text=True, timeout=60, start_new_session=True, check=False,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         )  # fmt: skip
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the namespace, its mounts and the command with it
+            out, err = proc.communicate()
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)

@@ -346,7 +346,12 @@ def wait_claim(obs: dict) -> Claim | None:
         return None
     w = asleep[0]
     was = reuse["module_held"].get(str(w["fd"]), {}).get("target", "?")
-    until = f"its {w['timeout']:.1f} s timeout is past the lab's wait" if w["timeout"] else "no timeout"
+    if w["timeout"] is None:
+        until = "no timeout"
+    elif w["timeout"] > WAKE:
+        until = f"a {w['timeout']:.1f} s timeout, longer than the lab's {WAKE:g} s wait"
+    else:
+        until = f"a {w['timeout']:.1f} s timeout, not seen to end while the lab waited"
     return Claim(
         "warn",
         f"the module's thread {w['tid']} ({w['comm']}) is still blocked in {w['call']} on fd {w['fd']}, its "
@@ -381,8 +386,11 @@ def after_close(bad: CheckResult, key: str) -> CheckResult:
     )
     bad.impact = (
         "a daemon that resolves a user, then closes its descriptors from 3 up (daemonizing) and opens its "
-        f"own, is {'killed' if bad.status == 'crash' else 'frozen'} by the module's use of a number it held; "
-        "when the module's own thread is what wakes on it, no further lookup is needed"
+        "own, is killed by the module's use of a number it held; when the module's own thread is what wakes "
+        "on it, no further lookup is needed"
+        if bad.status == "crash"
+        else "a daemon that resolves a user, then closes its descriptors from 3 up (daemonizing) and opens "
+        "its own, freezes in its next call into the module"
     )
     bad.control = (
         "the same process's earlier parts (its point lookups, the listing, 1,000 lookups in one thread, 200 "

@@ -75,12 +75,13 @@ class Reader:
 
 
 def clip(text: str, kept: int = 2000) -> str:
-    """Its head and tail: a runtime's crash dump says why in its first lines (Go: "fatal
-    error: ..."), glibc's last words come last."""
+    """The worker's stderr, its head and tail: a runtime's crash dump says why in its first
+    lines (Go: "fatal error: ..."), glibc's last words come last."""
     if len(text) <= kept:
         return text
-    half = kept // 2
-    return f"{text[:half]}\n[... {len(text) - kept} characters ...]\n{text[-half:]}"
+    head = text[: kept // 2].rpartition("\n")[0] or text[: kept // 2]  # whole lines where there are any
+    tail = text[-kept // 2 :].partition("\n")[2] or text[-kept // 2 :]
+    return f"{head}\n[... {len(text) - len(head) - len(tail)} characters ...]\n{tail}"
 
 
 def run_step(step: dict) -> dict:
@@ -190,7 +191,7 @@ def run_step(step: dict) -> dict:
     out["events"] = events
     out["stderr"] = clip(io.buf[io.err].decode(errors="replace"))
     # what the module (or glibc on its behalf) wrote to the caller's stdout: never the lab's channel
-    out["stdout"] = clip(io.buf[io.out].decode(errors="replace"))
+    out["stdout"] = io.buf[io.out].decode(errors="replace")[-2000:]
     out["stdout_bytes"] = len(io.buf[io.out]) + io.spilled.get(io.out, 0)
     out["seconds"] = round(time.monotonic() - start, 3)
     out["progress"] = read(progress).strip()

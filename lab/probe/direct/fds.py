@@ -311,6 +311,7 @@ def reuse(module: ep.Module, caller: Caller, listings: list[str], deadline: floa
         )
     if waits:
         waited = wakes.await_wakes(waits, wake)
+    if any(w["woke"] is not None for w in waits):  # what the woken threads did, named as theirs
         for n, want in files.items():
             seen[str(n)].append({**caller_file(n, want), "after": "wake"})
     for n, want in files.items():

@@ -41,7 +41,8 @@ def syscall(tid: int) -> list[str]:
 
 def blocked_on(numbers: set[int], looks: int = 5) -> list[dict]:
     """The threads other than this one blocked in a wait on one of NUMBERS: the thread, its
-    name, the call, the descriptor, and the timeout in seconds (None: none it ends by itself).
+    name, the call, the descriptor, and the timeout in seconds (None: none it ends by itself),
+    as the thread passed it when it entered the wait (/proc shows no time left).
     Looked at up to LOOKS times SAMPLE apart while the process has other threads: one that
     was between two waits (Go's netpoller, just after a lookup) is in the next."""
     for _ in range(looks):
@@ -93,7 +94,8 @@ def await_wakes(waits: list[dict], bound: float) -> float:
     while pending and time.monotonic() < deadline:
         time.sleep(SAMPLE)
         for w in list(pending):
-            if syscall(w["tid"]) != w["syscall"]:  # returned (or gone): it woke
+            now = syscall(w["tid"])
+            if now != ["running"] and now != w["syscall"]:  # another call (or gone): it woke
                 w["woke"] = round(time.monotonic() - started, 3)
                 pending.remove(w)
     time.sleep(GRACE)
