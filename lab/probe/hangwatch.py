@@ -15,7 +15,7 @@ import os
 import struct
 import time
 
-from .procfs import SYSCALLS, nss_modules, processes, read, stat_fields, thread_state
+from .procfs import current_call, nss_modules, processes, read, stat_fields, thread_state
 
 QUICK_WINDOW = 0.5  # stuck in waits only the tree itself could end
 SLOW_WINDOW = 5.0  # stuck in waits the outside world could still end (socket, tty)
@@ -35,11 +35,11 @@ def classify_wait(pid: int, t: dict) -> str:
     (a read on a pipe), 'tty' (a shell waiting for its user), or 'external'."""
     if t["state"] == "R":
         return "running"
-    if t["state"] not in ("S", "D") or not t["syscall"] or t["syscall"][0] in ("running", "-1"):
+    call = current_call(t["syscall"]) if t["state"] in ("S", "D") else None
+    if call is None:
         return "external"
-    nr = int(t["syscall"][0])
-    args = [int(a, 16) for a in t["syscall"][1:7]]
-    name = t["call"] = SYSCALLS.get(nr, f"syscall {nr}")
+    name, args = call
+    t["call"] = name
     if name in ("nanosleep", "clock_nanosleep"):
         return "timed"
     if name == "futex":

@@ -8,7 +8,7 @@ import os
 import struct
 import time
 
-from .procfs import SYSCALLS, descendants, kill_pids, read, stat_fields
+from .procfs import current_call, descendants, kill_pids, read, stat_fields
 
 LEFTOVER_GRACE = 0.5  # a process of the step still running this long after the worker exited is left over
 
@@ -74,10 +74,10 @@ def end_leftovers(spare: set[int], held: dict[str, str]) -> list[dict]:
 
 def asleep_for(pid: int) -> float | None:
     """The seconds a process asked to sleep, when it is in a relative nanosleep now."""
-    syscall = read(f"/proc/{pid}/syscall").split()
-    if len(syscall) < 4 or not syscall[0].isdigit():
+    call = current_call(read(f"/proc/{pid}/syscall").split())
+    if call is None:
         return None
-    name, args = SYSCALLS.get(int(syscall[0])), [int(a, 16) for a in syscall[1:7]]
+    name, args = call
     if name == "nanosleep":
         address = args[0]
     elif name == "clock_nanosleep" and not args[1] & 1:  # not TIMER_ABSTIME

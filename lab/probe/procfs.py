@@ -59,6 +59,15 @@ SYSCALLS = {
 }.get(platform.machine(), {})
 
 
+def current_call(fields: list[str]) -> tuple[str, list[int]] | None:
+    """The syscall a /proc/.../syscall line (split) shows a thread blocked in: its name (or
+    "syscall N") and its six arguments; None when the thread is running or in none."""
+    if len(fields) < 7 or not fields[0].isdigit():
+        return None
+    nr = int(fields[0])
+    return SYSCALLS.get(nr, f"syscall {nr}"), [int(a, 16) for a in fields[1:7]]
+
+
 def read(path: str) -> str:
     try:
         with open(path) as f:

@@ -298,9 +298,7 @@ def reuse(module: ep.Module, caller: Caller, listings: list[str], deadline: floa
     # with no call from the caller (Go's netpoller, on its next timer). Waited for, bounded.
     waits = wakes.blocked_on(set(closed))
     waited = 0.0
-    timed = sorted(
-        (w for w in waits if w["timeout"] is not None and w["timeout"] <= wake), key=lambda w: w["timeout"]
-    )
+    timed = wakes.timed(waits, wake)
     if timed:
         w = timed[-1]
         named = "" if w["comm"] == main_comm() else f" ({w['comm']})"

@@ -17,7 +17,7 @@ import os
 import threading
 import time
 
-from ..procfs import SYSCALLS, read
+from ..procfs import current_call, read
 
 # Waits on one descriptor (arg 0), and the argument that holds a timeout in ms (None: the
 # wait has no timeout of its own, or it is behind a pointer).
@@ -37,6 +37,13 @@ GRACE = 0.5  # after a thread woke: what it does next (Go polls its descriptor a
 
 def syscall(tid: int) -> list[str]:
     return read(f"/proc/self/task/{tid}/syscall").split()
+
+
+def timed(waits: list[dict], bound: float) -> list[dict]:
+    """The waits that end by themselves within BOUND seconds, the longest last."""
+    return sorted(
+        (w for w in waits if w["timeout"] is not None and w["timeout"] <= bound), key=lambda w: w["timeout"]
+    )
 
 
 def blocked_on(numbers: set[int], looks: int = 5) -> list[dict]:
@@ -59,19 +66,18 @@ def blocked_now(numbers: set[int]) -> list[dict]:
     for name in sorted(os.listdir("/proc/self/task"), key=int):
         tid = int(name)
         fields = syscall(tid)
-        if tid == me or len(fields) < 7 or not fields[0].isdigit():
+        found = current_call(fields) if tid != me else None
+        if found is None or found[0] not in FD_WAITS or found[1][0] not in numbers:
             continue
-        call = SYSCALLS.get(int(fields[0]))
-        if call not in FD_WAITS or int(fields[1], 16) not in numbers:
-            continue
+        call, args = found
         arg = FD_WAITS[call]
-        ms = ctypes.c_int(int(fields[1 + arg], 16)).value if arg is not None else -1
+        ms = ctypes.c_int(args[arg]).value if arg is not None else -1
         out.append(
             {
                 "tid": tid,
                 "comm": read(f"/proc/self/task/{tid}/comm").strip(),
                 "call": call,
-                "fd": int(fields[1], 16),
+                "fd": args[0],
                 "timeout": ms / 1000 if ms >= 0 else None,
                 "syscall": fields,
             }
@@ -84,13 +90,12 @@ def await_wakes(waits: list[dict], bound: float) -> float:
     within BOUND seconds has woken, then GRACE more. Marks each wait "woke" (seconds, or
     None: it did not within the bound, or it has no timeout). Returns the seconds waited."""
     started = time.monotonic()
-    timed = [w for w in waits if w["timeout"] is not None and w["timeout"] <= bound]
+    pending = timed(waits, bound)
     for w in waits:
         w["woke"] = None
-    if not timed:
+    if not pending:
         return strip(waits, 0.0)
-    deadline = started + max(w["timeout"] for w in timed) + GRACE
-    pending = list(timed)
+    deadline = started + pending[-1]["timeout"] + GRACE
     while pending and time.monotonic() < deadline:
         time.sleep(SAMPLE)
         for w in list(pending):
